@@ -1,0 +1,31 @@
+# Every target bootstraps first, so each works on a fresh machine.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEMO_DIR ?= .demo
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: bootstrap lint unit test demo demo-down bench
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+lint: bootstrap
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy kube lb ccm csi e2e tests scripts
+
+unit: bootstrap
+	$(PY) -m pytest -m "not integration"
+
+# The README's test command: lint, unit and integration tests on the real harness.
+test: lint
+	$(PY) -m pytest
+
+demo: bootstrap
+	$(PY) -m e2e.demo --dir $(DEMO_DIR)
+
+demo-down: bootstrap
+	$(PY) -m e2e.cluster down --dir $(DEMO_DIR)
+
+bench: bootstrap
+	$(PY) -m e2e.bench

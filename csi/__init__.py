@@ -1,0 +1,1 @@
+"""The CSI driver: identity, controller and node services over grpc.aio. Imports kube/ only."""

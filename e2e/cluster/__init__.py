@@ -1,0 +1,223 @@
+"""The local two-cluster harness: a real `parent` and a real `tenant` control plane (etcd + kube-apiserver).
+
+Usable from pytest fixtures (`up`, `down`, `restart_apiserver`, `load`) and from the shell
+(`python -m e2e.cluster up|down|restart-apiserver|sa-kubeconfig ...`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from e2e.binaries import Binaries, ensure_all
+from e2e.cluster import controlplane
+from e2e.cluster.controlplane import PlaneState
+from e2e.sims import SIMULATORS
+
+CRD_DIR = Path(__file__).parent / "crds"
+# The tenant runs the snapshot controller's API too; the rest are parent-only (KubeVirt, CDI, Cilium).
+TENANT_CRDS = ("snapshot.yaml",)
+PARENT_SERVICE_CIDRS = "10.96.0.0/16,fd00:10:96::/112"
+TENANT_SERVICE_CIDRS = "10.112.0.0/16,fd00:10:112::/112"
+STATE_FILE = "cluster.json"
+
+
+@dataclass
+class Simulator:
+    module: str
+    pid: int
+    cmd: list[str]
+
+
+@dataclass
+class Cluster:
+    """A running harness, as recorded in DIR/cluster.json."""
+
+    dir: Path
+    cluster_name: str
+    parent_namespace: str
+    parent: PlaneState
+    tenant: PlaneState
+    kubectl: str
+    simulators: list[Simulator]
+    started_in: float = 0.0
+
+    @property
+    def parent_kubeconfig(self) -> Path:
+        return self.parent.kubeconfig
+
+    @property
+    def tenant_kubeconfig(self) -> Path:
+        return self.tenant.kubeconfig
+
+    def plane(self, which: str) -> PlaneState:
+        if which not in ("parent", "tenant"):
+            raise ValueError(f"no control plane named {which!r} (parent or tenant)")
+        return self.parent if which == "parent" else self.tenant
+
+    def kubectl_run(self, which: str, *args: str, stdin: str | None = None) -> str:
+        """Run kubectl against one control plane as cluster-admin; raise with its stderr on failure."""
+        cmd = [self.kubectl, f"--kubeconfig={self.plane(which).kubeconfig}", *args]
+        result = subprocess.run(cmd, input=stdin, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)} on {which} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def save(self) -> None:
+        state = {
+            "clusterName": self.cluster_name,
+            "parentNamespace": self.parent_namespace,
+            "kubectl": self.kubectl,
+            "startedInSeconds": round(self.started_in, 2),
+            "planes": {"parent": self.parent.as_dict(), "tenant": self.tenant.as_dict()},
+            "ports": {
+                name: {"apiserver": p.apiserver_port, "etcd": p.etcd_client_port}
+                for name, p in (("parent", self.parent), ("tenant", self.tenant))
+            },
+            "simulators": [s.__dict__ for s in self.simulators],
+        }
+        (self.dir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+
+
+def load(directory: Path | str) -> Cluster:
+    directory = Path(directory).resolve()
+    state = json.loads((directory / STATE_FILE).read_text())
+    planes = {name: PlaneState(**fields) for name, fields in state["planes"].items()}
+    return Cluster(
+        dir=directory,
+        cluster_name=state["clusterName"],
+        parent_namespace=state["parentNamespace"],
+        parent=planes["parent"],
+        tenant=planes["tenant"],
+        kubectl=state["kubectl"],
+        simulators=[Simulator(**s) for s in state["simulators"]],
+        started_in=state.get("startedInSeconds", 0.0),
+    )
+
+
+def _say(message: str) -> None:
+    print(f"[cluster] {message}", file=sys.stderr, flush=True)
+
+
+def _wipe(directory: Path) -> None:
+    """Stop whatever a previous `up` in this directory left running, then remove its data."""
+    if (directory / STATE_FILE).exists():
+        _say(f"cleaning up a previous harness in {directory}")
+        try:
+            _stop_all(load(directory))
+        except (KeyError, TypeError, ValueError) as exc:
+            _say(f"unreadable {STATE_FILE} ({exc}); removing the directory without stopping processes")
+    for child in directory.iterdir() if directory.exists() else ():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def _install_crds(cluster: Cluster, which: str, files: list[Path]) -> None:
+    args = ["apply", "--server-side", "--field-manager=tenant-cloud-harness"]
+    for path in files:
+        args += ["-f", str(path)]
+    cluster.kubectl_run(which, *args)
+    cluster.kubectl_run(which, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+
+
+def _bootstrap_parent(cluster: Cluster) -> None:
+    cluster.kubectl_run("parent", "create", "namespace", cluster.parent_namespace)
+    _install_crds(cluster, "parent", sorted(CRD_DIR.glob("*.yaml")))
+
+
+def _bootstrap_tenant(cluster: Cluster) -> None:
+    _install_crds(cluster, "tenant", [CRD_DIR / name for name in TENANT_CRDS])
+
+
+def _start_simulators(cluster: Cluster) -> None:
+    for module in SIMULATORS:
+        cmd = [sys.executable, "-m", module, "--dir", str(cluster.dir)]
+        log = cluster.dir / "logs" / f"{module.rsplit('.', 1)[-1]}.log"
+        log.parent.mkdir(exist_ok=True)
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=Path(__file__).resolve().parents[2],
+            )
+        cluster.simulators.append(Simulator(module=module, pid=proc.pid, cmd=cmd))
+
+
+def up(
+    directory: Path | str, cluster_name: str = "demo", *, simulators: bool = True, binaries: Binaries | None = None
+) -> Cluster:
+    """Start parent and tenant control planes in `directory`; return once both answer /readyz."""
+    started = time.monotonic()
+    directory = Path(directory).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    _wipe(directory)
+    binaries = binaries or ensure_all()
+    cluster = Cluster(
+        dir=directory,
+        cluster_name=cluster_name,
+        parent_namespace=f"tenant-{cluster_name}",
+        parent=controlplane.prepare("parent", directory / "parent", binaries, PARENT_SERVICE_CIDRS),
+        tenant=controlplane.prepare("tenant", directory / "tenant", binaries, TENANT_SERVICE_CIDRS),
+        kubectl=str(binaries.kubectl),
+        simulators=[],
+    )
+    try:
+        for plane in (cluster.parent, cluster.tenant):
+            controlplane.start_etcd(plane)
+        for plane in (cluster.parent, cluster.tenant):
+            controlplane.start_apiserver(plane)
+        cluster.save()  # PIDs on disk before waiting, so `down` can stop a half-started harness
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(controlplane.wait_ready, (cluster.parent, cluster.tenant)))
+            list(pool.map(lambda bootstrap: bootstrap(cluster), (_bootstrap_parent, _bootstrap_tenant)))
+        if simulators:
+            _start_simulators(cluster)
+    except BaseException:
+        _stop_all(cluster)
+        raise
+    cluster.started_in = time.monotonic() - started
+    cluster.save()
+    _say(f"parent and tenant control planes ready in {cluster.started_in:.1f}s ({directory})")
+    return cluster
+
+
+def _stop_all(cluster: Cluster) -> None:
+    for sim in cluster.simulators:
+        controlplane.stop_process(sim.pid, sim.cmd[0])
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(controlplane.stop, (cluster.parent, cluster.tenant)))
+
+
+def down(directory: Path | str) -> None:
+    """Stop exactly what `up` started (by PID) and remove its data."""
+    directory = Path(directory).resolve()
+    if not (directory / STATE_FILE).exists():
+        _say(f"nothing running in {directory}")
+        return
+    _stop_all(load(directory))
+    shutil.rmtree(directory)
+    _say(f"stopped and removed {directory}")
+
+
+def restart_apiserver(directory: Path | str, which: str, down_for: float = 0.0) -> Cluster:
+    """Stop one kube-apiserver, keep it down for `down_for` seconds, start it again on the same port."""
+    cluster = load(directory)
+    plane = cluster.plane(which)
+    controlplane.stop_process(plane.apiserver_pid, plane.apiserver_cmd[0])
+    if down_for > 0:
+        time.sleep(down_for)
+    controlplane.start_apiserver(plane)
+    cluster.save()
+    controlplane.wait_ready(plane)
+    return cluster

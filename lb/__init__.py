@@ -1,0 +1,1 @@
+"""Load-balancer provider: tenant Service -> parent Service (+ EndpointSlices). Imports kube/ only."""

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Sets up everything from a fresh machine: virtualenv + deps, kube-apiserver/kubectl/etcd, CSI stubs.
+# Idempotent and fast when warm: each step is skipped when its output is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+
+say() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  say "need Python >= 3.11 as $PYTHON"; exit 1
+fi
+command -v go >/dev/null || { say "need Go on PATH to build kube-apiserver and fetch the CSI spec"; exit 1; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating virtualenv $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+
+# Reinstall only when the dependency declaration changed.
+stamp="$VENV/.deps-$(cat pyproject.toml constraints.txt 2>/dev/null | sha256sum | cut -c1-16)"
+if [ ! -e "$stamp" ]; then
+  say "installing dependencies into $VENV"
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  "$VENV/bin/python" -m pip install --quiet -c constraints.txt -e '.[dev]'
+  rm -f "$VENV"/.deps-* && touch "$stamp"
+fi
+
+# kube-apiserver, kubectl, kube-controller-manager (pinned Go modules) and etcd (Debian), cached.
+"$VENV/bin/python" -m e2e.binaries --print-env > "$VENV/binaries.env"
+kubectl_path=$(sed -n 's/^TENANT_CLOUD_KUBECTL=//p' "$VENV/binaries.env")
+ln -sf "$kubectl_path" "$VENV/bin/kubectl"
+
+# CSI protobuf stubs from the pinned spec module; never committed.
+"$VENV/bin/python" scripts/gen_csi_proto.py
+say "ready: source $VENV/bin/activate"

@@ -1,0 +1,26 @@
+"""Shared fixtures. Integration tests share one real parent + tenant harness for the whole run."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from e2e import cluster as harness
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Cluster]:
+    """The harness; TENANT_CLOUD_HARNESS_DIR reuses one already started with `python -m e2e.cluster up`."""
+    reuse = os.environ.get("TENANT_CLOUD_HARNESS_DIR")
+    if reuse and (Path(reuse) / harness.STATE_FILE).exists():
+        yield harness.load(reuse)
+        return
+    directory = tmp_path_factory.mktemp("harness")
+    running = harness.up(directory, "test")
+    try:
+        yield running
+    finally:
+        harness.down(directory)
