@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from e2e import cluster as harness
+from kube.client import Client
+from kube.config import from_kubeconfig
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +26,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Cluste
         yield running
     finally:
         harness.down(directory)
+
+
+@pytest.fixture(scope="session")
+async def parent_client(cluster: harness.Cluster) -> AsyncIterator[Client]:
+    """Our own client, as cluster-admin on the parent."""
+    async with Client.from_config(from_kubeconfig(cluster.parent_kubeconfig), "tenant-cloud-tests") as api:
+        yield api
+
+
+@pytest.fixture(scope="session")
+async def tenant_client(cluster: harness.Cluster) -> AsyncIterator[Client]:
+    """Our own client, as cluster-admin on the tenant."""
+    async with Client.from_config(from_kubeconfig(cluster.tenant_kubeconfig), "tenant-cloud-tests") as api:
+        yield api

@@ -171,11 +171,10 @@ def test_restart_apiserver_keeps_data(cluster: harness.Cluster) -> None:
         client.CoreV1Api(api).create_namespaced_config_map(
             cluster.parent_namespace, client.V1ConfigMap(metadata={"name": name}, data={"k": "v"})
         )
-    old_pid = cluster.parent.apiserver_pid
+    old_pid = harness.load(cluster.dir).parent.apiserver_pid
     restarted = harness.restart_apiserver(cluster.dir, "parent", down_for=1)
     assert restarted.parent.apiserver_pid != old_pid
     assert restarted.parent.apiserver_port == cluster.parent.apiserver_port
-    cluster.parent.apiserver_pid = restarted.parent.apiserver_pid  # keep the shared fixture's view current
     with api_client(cluster.parent_kubeconfig) as api:
         kept = client.CoreV1Api(api).read_namespaced_config_map(name, cluster.parent_namespace)
     assert kept.data == {"k": "v"}

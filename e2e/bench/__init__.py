@@ -1,0 +1,5 @@
+"""Benchmarks (not tests): each module prints human-readable figures and one JSON line of results.
+
+python -m e2e.bench            # all of them
+python -m e2e.bench.informer   # one
+"""

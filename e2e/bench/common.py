@@ -1,0 +1,43 @@
+"""Shared pieces of the benchmarks: a harness to run on, process memory, percentiles."""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from e2e import cluster as harness
+
+
+@contextlib.contextmanager
+def harness_for(directory: Path | None) -> Iterator[harness.Cluster]:
+    """Reuse a running harness in `directory`, or start a throwaway one."""
+    if directory is not None and (directory / harness.STATE_FILE).exists():
+        yield harness.load(directory)
+        return
+    with tempfile.TemporaryDirectory(prefix="tenant-cloud-bench-") as tmp:
+        running = harness.up(Path(tmp), "bench", simulators=False)
+        try:
+            yield running
+        finally:
+            harness.down(Path(tmp))
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process now (not the peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def percentile(values: list[float], pct: float) -> float:
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(pct) - 1]
+
+
+def mib(value: float) -> str:
+    return f"{value / 2**20:.1f} MiB"
