@@ -34,6 +34,13 @@ def namespace_of(body: Object) -> str | None:
     return str(namespace) if namespace else None
 
 
+def with_type(resource: Resource, body: Object) -> Object:
+    """Fill in apiVersion and kind, which custom resources require on every write."""
+    if resource.kind and ("apiVersion" not in body or "kind" not in body):
+        return {"apiVersion": resource.api_version, "kind": resource.kind, **body}
+    return body
+
+
 def name_of(body: Object) -> str:
     return str(body.get("metadata", {}).get("name") or "")
 
@@ -147,7 +154,7 @@ class Client:
     ) -> Object:
         namespace = namespace or namespace_of(body)
         result: Object = await self.transport.request(
-            "POST", resource.path(namespace), params=self._write_params(dry_run), body=body
+            "POST", resource.path(namespace), params=self._write_params(dry_run), body=with_type(resource, body)
         )
         return result
 
@@ -166,7 +173,7 @@ class Client:
             "PUT",
             resource.path(namespace, name_of(body), subresource),
             params=self._write_params(dry_run),
-            body=body,
+            body=with_type(resource, body),
         )
         return result
 
@@ -206,7 +213,7 @@ class Client:
         dry_run: bool = False,
     ) -> Object:
         """Server-side apply: `body` is the full intent of our field manager (apiVersion and kind included)."""
-        body = {"apiVersion": resource.api_version, "kind": resource.kind, **body}
+        body = with_type(resource, body)
         return await self.patch(
             resource,
             name_of(body),

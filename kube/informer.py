@@ -295,3 +295,14 @@ async def run_informers(informers: Iterable[Informer]) -> None:
 async def wait_all_synced(informers: Iterable[Informer], timeout: float | None = None) -> None:
     waits: list[Awaitable[None]] = [informer.wait_synced() for informer in informers]
     await asyncio.wait_for(asyncio.gather(*waits), timeout)
+
+
+def synced_check(informers: Iterable[Informer]) -> Callable[[], bool | str]:
+    """A readiness check (see kube.http) that passes once every informer has synced."""
+    watched = list(informers)
+
+    def check() -> bool | str:
+        waiting = [repr(informer) for informer in watched if not informer.synced.is_set()]
+        return True if not waiting else "not synced: " + ", ".join(waiting)
+
+    return check

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 from e2e import cluster as harness
 from kube.client import Client, Object
-from kube.informer import Informer, InformerSettings, label_indexer
+from kube.informer import Informer, InformerSettings, label_indexer, synced_check
 from kube.resources import CONFIGMAPS
 
 FAST = InformerSettings(backoff_base=0.05, backoff_cap=0.5, inactivity_timeout=20)
@@ -60,7 +60,10 @@ async def test_lists_then_follows_the_watch(parent_client: Client, namespace: st
     )
     events = Recorder()
     events.attach(informer)
+    ready = synced_check([informer])
+    assert ready() == f"not synced: Informer(configmaps in {namespace})"
     async with running(informer):
+        assert ready() is True
         assert events.added == ["before"]
         await parent_client.create(CONFIGMAPS, configmap("after", team="b"), namespace)
         await parent_client.patch(CONFIGMAPS, "before", {"data": {"v": "2"}}, namespace)
