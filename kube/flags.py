@@ -18,7 +18,9 @@ def parse_bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"invalid boolean {value!r} (use true or false)")
 
 
-def add_bool_flag(parser: argparse.ArgumentParser, name: str, *, default: bool, help: str) -> None:
+def add_bool_flag(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, name: str, *, default: bool, help: str
+) -> None:
     """A boolean flag usable as `--name`, `--name=true` or `--name=false`."""
     parser.add_argument(name, type=parse_bool, nargs="?", const=True, default=default, metavar="BOOL", help=help)
 

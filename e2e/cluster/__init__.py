@@ -29,8 +29,10 @@ STATE_FILE = "cluster.json"
 
 
 @dataclass
-class Simulator:
-    module: str
+class Process:
+    """A background process the harness started besides the control planes (a simulator, the demo's ccm)."""
+
+    name: str
     pid: int
     cmd: list[str]
 
@@ -45,7 +47,7 @@ class Cluster:
     parent: PlaneState
     tenant: PlaneState
     kubectl: str
-    simulators: list[Simulator]
+    processes: list[Process]
     started_in: float = 0.0
 
     @property
@@ -80,7 +82,7 @@ class Cluster:
                 name: {"apiserver": p.apiserver_port, "etcd": p.etcd_client_port}
                 for name, p in (("parent", self.parent), ("tenant", self.tenant))
             },
-            "simulators": [s.__dict__ for s in self.simulators],
+            "processes": [p.__dict__ for p in self.processes],
         }
         (self.dir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
 
@@ -96,7 +98,7 @@ def load(directory: Path | str) -> Cluster:
         parent=planes["parent"],
         tenant=planes["tenant"],
         kubectl=state["kubectl"],
-        simulators=[Simulator(**s) for s in state["simulators"]],
+        processes=[Process(**p) for p in state["processes"]],
         started_in=state.get("startedInSeconds", 0.0),
     )
 
@@ -137,21 +139,28 @@ def _bootstrap_tenant(cluster: Cluster) -> None:
     _install_crds(cluster, "tenant", [CRD_DIR / name for name in TENANT_CRDS])
 
 
+def start_process(cluster: Cluster, name: str, cmd: list[str]) -> Process:
+    """Start a background process that `down` will stop; its output goes to DIR/logs/NAME.log."""
+    log = cluster.dir / "logs" / f"{name}.log"
+    log.parent.mkdir(exist_ok=True)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+    started = Process(name=name, pid=proc.pid, cmd=cmd)
+    cluster.processes.append(started)
+    cluster.save()
+    return started
+
+
 def _start_simulators(cluster: Cluster) -> None:
     for module in SIMULATORS:
-        cmd = [sys.executable, "-m", module, "--dir", str(cluster.dir)]
-        log = cluster.dir / "logs" / f"{module.rsplit('.', 1)[-1]}.log"
-        log.parent.mkdir(exist_ok=True)
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
-                cmd,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                cwd=Path(__file__).resolve().parents[2],
-            )
-        cluster.simulators.append(Simulator(module=module, pid=proc.pid, cmd=cmd))
+        start_process(cluster, module.rsplit(".", 1)[-1], [sys.executable, "-m", module, "--dir", str(cluster.dir)])
 
 
 def up(
@@ -170,7 +179,7 @@ def up(
         parent=controlplane.prepare("parent", directory / "parent", binaries, PARENT_SERVICE_CIDRS),
         tenant=controlplane.prepare("tenant", directory / "tenant", binaries, TENANT_SERVICE_CIDRS),
         kubectl=str(binaries.kubectl),
-        simulators=[],
+        processes=[],
     )
     try:
         for plane in (cluster.parent, cluster.tenant):
@@ -193,8 +202,8 @@ def up(
 
 
 def _stop_all(cluster: Cluster) -> None:
-    for sim in cluster.simulators:
-        controlplane.stop_process(sim.pid, sim.cmd[0])
+    for process in cluster.processes:
+        controlplane.stop_process(process.pid, process.cmd[0])
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(controlplane.stop, (cluster.parent, cluster.tenant)))
 

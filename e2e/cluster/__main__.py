@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from e2e import cluster as harness
+from e2e.cluster import nodes
 from e2e.cluster.identities import service_account_kubeconfig
 
 
@@ -34,7 +36,57 @@ def _parser() -> argparse.ArgumentParser:
     sa.add_argument("--namespace", required=True)
     sa.add_argument("--name", required=True)
     sa.add_argument("--out", required=True, type=Path)
+
+    def node_command(name: str, help: str) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=help)
+        command.add_argument("--dir", required=True, type=Path)
+        command.add_argument("--name", required=True)
+        return command
+
+    add = node_command("add-node", help="a running VM + VMI in the parent and the Node its kubelet registers")
+    add.add_argument("--zone", default="zone-a")
+    add.add_argument("--region", default="region-1")
+    add.add_argument("--ips", default="10.0.0.5", help="comma list, e.g. 10.0.0.5,fd00::5")
+    add.add_argument("--parent-node", help="parent Node the VMI runs on (created with --zone/--region)")
+    add.add_argument("--instance-type")
+    node_command("remove-node", help="delete the VM and VMI (the tenant Node stays)")
+    node_command("stop-node", help="stop the VM: running=false, VMI Succeeded")
+    node_command("start-node", help="start the VM again")
+    migrate = node_command("migrate-node", help="complete a live migration to another parent Node")
+    migrate.add_argument("--to", required=True)
+    migrate.add_argument("--zone")
+    migrate.add_argument("--region")
+    set_ips = node_command("set-ips", help="change the IPs the VMI reports (empty = none)")
+    set_ips.add_argument("--ips", required=True)
     return parser
+
+
+def _ips(value: str) -> list[str]:
+    return [ip.strip() for ip in value.split(",") if ip.strip()]
+
+
+async def _node_command(args: argparse.Namespace) -> None:
+    async with nodes.clients(harness.load(args.dir)) as c:
+        if args.command == "add-node":
+            await nodes.add_node(
+                c,
+                args.name,
+                ips=_ips(args.ips),
+                zone=args.zone,
+                region=args.region,
+                parent_node=args.parent_node,
+                instance_type=args.instance_type,
+            )
+        elif args.command == "remove-node":
+            await nodes.remove_node(c, args.name)
+        elif args.command == "stop-node":
+            await nodes.stop_node(c, args.name)
+        elif args.command == "start-node":
+            await nodes.start_node(c, args.name)
+        elif args.command == "migrate-node":
+            await nodes.migrate_node(c, args.name, args.to, args.zone, args.region)
+        elif args.command == "set-ips":
+            await nodes.set_vmi_status(c, args.name, ips=_ips(args.ips))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         harness.down(args.dir)
     elif args.command == "restart-apiserver":
         harness.restart_apiserver(args.dir, args.which, args.down_for)
+    elif args.command.endswith(("-node", "-ips")):
+        asyncio.run(_node_command(args))
     elif args.command == "sa-kubeconfig":
         out = service_account_kubeconfig(harness.load(args.dir), args.which, args.namespace, args.name, args.out)
         print(out)
