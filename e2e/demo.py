@@ -16,6 +16,7 @@ from pathlib import Path
 
 from e2e import cluster as harness
 from e2e.cluster import nodes
+from e2e.cluster.components import ccm_command
 from kube.resources import NODES
 
 DEMO_NODES = (
@@ -25,21 +26,7 @@ DEMO_NODES = (
 
 
 def start_ccm(cluster: harness.Cluster) -> harness.Process:
-    config = cluster.dir / "cloud-config"
-    config.write_text(
-        f"kubeconfig: {cluster.parent_kubeconfig}\nnamespace: {cluster.parent_namespace}\n"
-        "loadBalancer: {enabled: true}\ninstancesV2: {enabled: true, zoneAndRegionEnabled: true}\n"
-    )
-    cmd = [
-        sys.executable,
-        "-m",
-        "ccm",
-        f"--cloud-config={config}",
-        f"--kubeconfig={cluster.tenant_kubeconfig}",
-        f"--cluster-name={cluster.cluster_name}",
-        "--health-bind-address=127.0.0.1:10259",
-        "--metrics-bind-address=127.0.0.1:10258",
-    ]
+    cmd = ccm_command(cluster, health_bind="127.0.0.1:10259", metrics_bind="127.0.0.1:10258")
     return harness.start_process(cluster, "ccm", cmd)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from e2e.bench.common import harness_for, mib, percentile
 from e2e.cluster import Cluster, nodes
+from e2e.cluster.components import ccm_command
 from kube.client import Object
 from kube.informer import Informer
 from kube.resources import NODES
@@ -46,25 +47,9 @@ def _rss(pid: int) -> int:
     raise RuntimeError(f"no RSS for pid {pid}")
 
 
-def _start_ccm(cluster: Cluster, workdir: Path) -> subprocess.Popen[bytes]:
-    config = workdir / "bench-cloud-config"
-    config.write_text(f"kubeconfig: {cluster.parent_kubeconfig}\nnamespace: {cluster.parent_namespace}\n")
-    log = (workdir / "bench-ccm.log").open("wb")
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ccm",
-            f"--cloud-config={config}",
-            f"--kubeconfig={cluster.tenant_kubeconfig}",
-            f"--cluster-name={cluster.cluster_name}",
-            "--health-bind-address=127.0.0.1:0",
-            "--metrics-bind-address=127.0.0.1:0",
-            "--v=1",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+def _start_ccm(cluster: Cluster) -> subprocess.Popen[bytes]:
+    log = (cluster.dir / "bench-ccm.log").open("wb")
+    return subprocess.Popen(ccm_command(cluster, extra=("--v=1",)), stdout=log, stderr=subprocess.STDOUT)
 
 
 async def measure(cluster: Cluster, samples: int, total: int, pid: int) -> dict[str, Any]:
@@ -130,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=200)
     args = parser.parse_args(argv)
     with harness_for(args.dir) as running:
-        ccm = _start_ccm(running, running.dir)
+        ccm = _start_ccm(running)
         try:
             results = asyncio.run(measure(running, args.samples, args.nodes, ccm.pid))
         finally:
