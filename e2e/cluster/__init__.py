@@ -158,9 +158,22 @@ def start_process(cluster: Cluster, name: str, cmd: list[str]) -> Process:
     return started
 
 
-def _start_simulators(cluster: Cluster) -> None:
+def _start_simulators(cluster: Cluster, timeout: float = 30.0) -> None:
+    """Start every simulator and wait until each has written its ready file (see e2e.sims.common)."""
+    pending: dict[str, Process] = {}
     for module in SIMULATORS:
-        start_process(cluster, module.rsplit(".", 1)[-1], [sys.executable, "-m", module, "--dir", str(cluster.dir)])
+        name = module.rsplit(".", 1)[-1]
+        pending[name] = start_process(cluster, name, [sys.executable, "-m", module, "--dir", str(cluster.dir)])
+    deadline = time.monotonic() + timeout
+    while pending:
+        for name in [n for n in pending if (cluster.dir / "run" / f"{n}.ready").exists()]:
+            del pending[name]
+        for name, process in pending.items():
+            if not controlplane.pid_alive(process.pid):
+                raise RuntimeError(f"simulator {name} exited; see {cluster.dir}/logs/{name}.log")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"simulators not ready after {timeout:.0f}s: {', '.join(pending)}")
+        time.sleep(0.05)
 
 
 def up(
