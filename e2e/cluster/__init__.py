@@ -18,7 +18,7 @@ from pathlib import Path
 from e2e.binaries import Binaries, ensure_all
 from e2e.cluster import controlplane
 from e2e.cluster.controlplane import PlaneState
-from e2e.sims import SIMULATORS
+from e2e.sims import simulators as discover_simulators
 
 CRD_DIR = Path(__file__).parent / "crds"
 # The tenant runs the snapshot controller's API too; the rest are parent-only (KubeVirt, CDI, Cilium).
@@ -161,7 +161,7 @@ def start_process(cluster: Cluster, name: str, cmd: list[str]) -> Process:
 def _start_simulators(cluster: Cluster, timeout: float = 30.0) -> None:
     """Start every simulator and wait until each has written its ready file (see e2e.sims.common)."""
     pending: dict[str, Process] = {}
-    for module in SIMULATORS:
+    for module in discover_simulators():
         name = module.rsplit(".", 1)[-1]
         pending[name] = start_process(cluster, name, [sys.executable, "-m", module, "--dir", str(cluster.dir)])
     deadline = time.monotonic() + timeout
