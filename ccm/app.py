@@ -16,6 +16,8 @@ from ccm.lifecycle import NAME as LIFECYCLE
 from ccm.lifecycle import NodeLifecycleController
 from ccm.nodes import NAME as NODE
 from ccm.nodes import NodeController
+from ccm.service import NAME as SERVICE
+from ccm.service import service_controller
 from ccm.views import Views
 from kube import config as kube_config
 from kube.client import Client
@@ -24,12 +26,13 @@ from kube.events import EventRecorder
 from kube.http import HealthServer
 from kube.informer import run_informers, synced_check, wait_all_synced
 from kube.leaderelection import LeaderElectionSettings, LeaderElector
+from lb.controller import LoadBalancerController
 
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "tenant-cloud-ccm"
 EVENT_COMPONENT = "cloud-controller-manager"
-KNOWN_CONTROLLERS = (NODE, LIFECYCLE)
+KNOWN_CONTROLLERS = (NODE, LIFECYCLE, SERVICE)
 
 
 class StartupError(RuntimeError):
@@ -84,6 +87,7 @@ class CloudControllerManager:
         self.events = EventRecorder(self.tenant, EVENT_COMPONENT, host=socket.gethostname())
         metrics = ControllerMetrics(self.registry)
         self.controllers: list[Controller[str]] = []
+        self.load_balancers: LoadBalancerController | None = None
         for name in enabled_controllers(options.controllers):
             if name == NODE and config.instances_v2.enabled:
                 self.controllers.append(
@@ -97,7 +101,20 @@ class CloudControllerManager:
                         self.tenant, self.parent, self.views, config.node_lifecycle, self.events, metrics
                     ).controller
                 )
-        self.health.add_readiness_check("informers-synced", synced_check(self.views.informers))
+            elif name == SERVICE and config.load_balancer.enabled:
+                self.load_balancers = service_controller(
+                    self.tenant,
+                    self.parent,
+                    self.views,
+                    config,
+                    options.cluster_name,
+                    self.events,
+                    self.registry,
+                    metrics,
+                )
+                self.controllers.append(self.load_balancers.controller)
+        self.informers = self.views.informers + (self.load_balancers.informers if self.load_balancers else [])
+        self.health.add_readiness_check("informers-synced", synced_check(self.informers))
         self.identity = options.identity or f"{socket.gethostname()}_{uuid.uuid4()}"
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -105,7 +122,7 @@ class CloudControllerManager:
         async with self.health:
             # Informers start before leadership so a standby takes over with a warm cache.
             background = [
-                asyncio.create_task(run_informers(self.views.informers), name="informers"),
+                asyncio.create_task(run_informers(self.informers), name="informers"),
                 asyncio.create_task(self.events.run(), name="events"),
             ]
             try:
@@ -124,9 +141,12 @@ class CloudControllerManager:
                 await self.parent.close()
 
     async def _run_controllers(self, stop: asyncio.Event) -> None:
-        await wait_all_synced(self.views.informers)
+        await wait_all_synced(self.informers)
         log.info("caches synced; starting controllers %s", ", ".join(c.name for c in self.controllers))
-        await asyncio.gather(*(controller.run(stop) for controller in self.controllers))
+        runs = [controller.run(stop) for controller in self.controllers]
+        if self.load_balancers is not None:
+            runs.append(self.load_balancers.run_sweeper(stop))
+        await asyncio.gather(*runs)
 
     async def _lead(self, stop: asyncio.Event) -> None:
         """Run controllers while we hold the Lease; exit with an error if it is lost (as upstream ccm does)."""

@@ -13,6 +13,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lb.config import LoadBalancerConfig
+
 log = logging.getLogger(__name__)
 
 DEFAULT_CLUSTER_LABEL = "cluster.x-k8s.io/cluster-name"
@@ -20,16 +22,6 @@ DEFAULT_CLUSTER_LABEL = "cluster.x-k8s.io/cluster-name"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
-
-
-class LoadBalancerConfig(_Strict):
-    """kubevirt-ccm's `loadBalancer` section (the service controller is configured here)."""
-
-    enabled: bool = True
-    creation_poll_interval: int | None = Field(None, alias="creationPollInterval", description="unused: we watch")
-    creation_poll_timeout: int | None = Field(None, alias="creationPollTimeout", description="unused: we watch")
-    selectorless: bool = False
-    enable_eps_controller: bool = Field(False, alias="enableEPSController")
 
 
 class TopologyConfig(_Strict):

@@ -95,14 +95,20 @@ def _usable_ip(value: str) -> str | None:
     return None if ip.is_link_local or ip.is_loopback or ip.is_unspecified else str(ip)
 
 
+def interface_ips(vmi: VirtualMachineInstance, interface_name: str) -> list[str]:
+    """The usable IPs the VMI reports on one interface, deduplicated, in reported order."""
+    interface = vmi.interface(interface_name)
+    ips = (_usable_ip(v) for v in (interface.ips if interface else ()))
+    return list(dict.fromkeys(ip for ip in ips if ip))
+
+
 def node_addresses(node: dict[str, Any], vmi: VirtualMachineInstance, interface_name: str) -> list[Address]:
     """InternalIP for every usable IP of the interface (dual-stack), then Hostname.
 
     While the VMI briefly reports no IP (guest agent restarting), the Node keeps the IPs it had.
     """
     name = str((node.get("metadata") or {}).get("name", ""))
-    interface = vmi.interface(interface_name)
-    ips = [ip for ip in (_usable_ip(v) for v in (interface.ips if interface else ())) if ip]
+    ips = interface_ips(vmi, interface_name)
     if not ips:
         previous = (node.get("status") or {}).get("addresses") or []
         ips = [a["address"] for a in previous if a.get("type") == "InternalIP" and a.get("address")]

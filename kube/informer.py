@@ -212,6 +212,9 @@ class Informer:
             limit=self.settings.page_size,
         ):
             for item in page.items:
+                # List items carry no apiVersion/kind; Events and owner references need them.
+                item.setdefault("apiVersion", self.resource.api_version)
+                item.setdefault("kind", self.resource.kind)
                 obj = self._transform(item)
                 fresh[object_key(obj)] = obj
             resource_version = page.resource_version

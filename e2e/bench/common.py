@@ -18,7 +18,7 @@ def harness_for(directory: Path | None) -> Iterator[harness.Cluster]:
         yield harness.load(directory)
         return
     with tempfile.TemporaryDirectory(prefix="tenant-cloud-bench-") as tmp:
-        running = harness.up(Path(tmp), "bench", simulators=False)
+        running = harness.up(Path(tmp), "bench")
         try:
             yield running
         finally:

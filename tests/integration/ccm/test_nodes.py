@@ -14,7 +14,8 @@ from e2e.cluster import nodes
 from kube.client import Object
 from kube.errors import NotFound
 from kube.resources import EVENTS, NODES
-from tests.integration.ccm.conftest import GRACE, eventually
+from tests.integration.ccm.conftest import GRACE
+from tests.integration.ccm_runner import eventually
 
 
 async def node(c: nodes.Clients, name: str) -> Object:

@@ -60,8 +60,8 @@ def test_bad_config_names_the_problem(text: str, message: str) -> None:
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        ("*", ["cloud-node", "cloud-node-lifecycle"]),
-        ("*,-cloud-node-lifecycle", ["cloud-node"]),
+        ("*", ["cloud-node", "cloud-node-lifecycle", "service"]),
+        ("*,-cloud-node-lifecycle", ["cloud-node", "service"]),
         ("cloud-node-lifecycle", ["cloud-node-lifecycle"]),
         ("", []),
     ],

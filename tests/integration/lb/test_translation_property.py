@@ -1,0 +1,92 @@
+"""Property: any valid tenant Service translates to a parent Service the real apiserver accepts, and the
+translation never carries what the allow-lists forbid."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any
+
+from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import strategies as st
+
+from e2e import cluster as harness
+from kube.client import Client
+from kube.errors import Invalid
+from kube.resources import SERVICES
+from lb.config import LoadBalancerConfig
+from lb.translate import CILIUM_IPS_ANNOTATION, Scope, parent_service_for
+
+ALLOWED_RANGE = ipaddress.ip_network("198.51.100.128/25")
+CONFIG = LoadBalancerConfig.model_validate(
+    {
+        "annotationAllowList": ["example.com/*", "metallb.universe.tf/*"],
+        "allowIPRequests": True,
+        "allowedIPRanges": [str(ALLOWED_RANGE)],
+        "infraAnnotations": {"platform.example/tier": "tenant"},
+        "loadBalancerClass": "io.cilium/l2-announcer",
+    }
+)
+DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+labels = st.from_regex(r"\A[a-z]([-a-z0-9]{0,13}[a-z0-9])?\Z")
+prefixes = st.sampled_from(["example.com", "metallb.universe.tf", "lbipam.cilium.io", "evil.example", "a.b.c"])
+annotation_keys = st.builds(lambda p, n: f"{p}/{n}", prefixes, labels)
+ipv4 = st.integers(min_value=0, max_value=2**32 - 1).map(lambda n: str(ipaddress.IPv4Address(n)))
+near_pool = st.integers(min_value=0, max_value=255).map(lambda n: f"198.51.100.{n}")
+
+
+@st.composite
+def tenant_services(draw: st.DrawFn) -> dict[str, Any]:
+    count = draw(st.integers(min_value=1, max_value=5))
+    names = draw(st.lists(labels, min_size=count, max_size=count, unique=True))
+    numbers = draw(st.lists(st.integers(min_value=1, max_value=65535), min_size=count, max_size=count, unique=True))
+    protocols = draw(st.lists(st.sampled_from(["TCP", "UDP", "SCTP"]), min_size=count, max_size=count))
+    ports = [{"name": n, "port": p, "protocol": proto} for n, p, proto in zip(names, numbers, protocols, strict=True)]
+    annotations = draw(st.dictionaries(annotation_keys, st.text(max_size=40), max_size=30))
+    if draw(st.booleans()):
+        annotations[CILIUM_IPS_ANNOTATION] = ",".join(draw(st.lists(near_pool, min_size=1, max_size=2)))
+    if draw(st.booleans()):
+        annotations["service.beta.kubernetes.io/load-balancer-source-ranges"] = draw(
+            st.sampled_from(["10.0.0.0/8", "192.0.2.0/24,198.51.100.0/24", "not-a-cidr"])
+        )
+    spec: dict[str, Any] = {
+        "type": "LoadBalancer",
+        "ports": ports,
+        "externalTrafficPolicy": draw(st.sampled_from(["Cluster", "Local"])),
+        "ipFamilyPolicy": draw(st.sampled_from(["SingleStack", "PreferDualStack", "RequireDualStack"])),
+        "externalIPs": draw(st.lists(ipv4, max_size=2, unique=True)),
+    }
+    if draw(st.booleans()):
+        spec["loadBalancerIP"] = draw(near_pool)
+    if draw(st.booleans()):
+        spec["sessionAffinity"] = "ClientIP"
+        spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": draw(st.integers(1, 86400))}}
+    name = draw(st.from_regex(r"\A[a-z]([-a-z0-9]{0,61}[a-z0-9])?\Z"))
+    return {"metadata": {"name": name, "namespace": "default", "annotations": annotations}, "spec": spec}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tenant=tenant_services())
+async def test_parent_service_is_valid_and_carries_nothing_forbidden(
+    tenant: dict[str, Any], tenant_client: Client, parent_client: Client, cluster: harness.Cluster
+) -> None:
+    try:
+        # The tenant apiserver decides what a valid tenant Service is, and fills in nodePorts and families.
+        defaulted = await tenant_client.create(SERVICES, tenant, "default", dry_run=True)
+    except Invalid:
+        reject()
+    defaulted["metadata"].setdefault("uid", "0b3c9f0e-5d8a-4b7e-9c1d-2f6a7b8c9d0e")
+    scope = Scope("prop", cluster.parent_namespace, "cluster.x-k8s.io/cluster-name", CONFIG)
+    parent = parent_service_for(defaulted, scope).service
+    name = parent["metadata"]["name"]
+    assert len(name) <= 63 and DNS_LABEL.match(name)
+    accepted = await parent_client.create(SERVICES, parent, cluster.parent_namespace, dry_run=True)
+    assert accepted["metadata"]["name"] == name
+    assert "externalIPs" not in parent["spec"] and "loadBalancerIP" not in parent["spec"]
+    for key in parent["metadata"]["annotations"]:
+        assert key in CONFIG.infra_annotations or key == CILIUM_IPS_ANNOTATION or CONFIG.annotation_allowed(key)
+        assert key != "lbipam.cilium.io/sharing-cross-namespace"
+    requested = parent["metadata"]["annotations"].get(CILIUM_IPS_ANNOTATION)
+    if requested:
+        assert all(ipaddress.ip_address(ip) in ALLOWED_RANGE for ip in requested.split(","))
