@@ -14,6 +14,19 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
 fi
 command -v go >/dev/null || { say "need Go on PATH to build kube-apiserver and fetch the CSI spec"; exit 1; }
 
+# Node-side CSI work runs real mkfs, mount and loop devices (Debian packages; only root can install them).
+node_tools="mkfs.ext4 mkfs.xfs resize2fs xfs_growfs fsck.ext4 blkid lsblk losetup mount"
+missing=$(for tool in $node_tools; do command -v "$tool" >/dev/null || echo "$tool"; done)
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing e2fsprogs xfsprogs util-linux mount (missing: $(echo $missing))"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq e2fsprogs xfsprogs util-linux mount >/dev/null
+  else
+    say "missing $(echo $missing): CSI node tests that need them will be skipped"
+  fi
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
   say "creating virtualenv $VENV"
   "$PYTHON" -m venv "$VENV"
