@@ -41,6 +41,7 @@ class Binaries:
     kubectl: Path
     kube_controller_manager: Path | None
     etcd: Path
+    csi_sanity: Path | None = None
 
     def as_env(self) -> dict[str, str]:
         env = {
@@ -50,6 +51,8 @@ class Binaries:
         }
         if self.kube_controller_manager:
             env["TENANT_CLOUD_KUBE_CONTROLLER_MANAGER"] = str(self.kube_controller_manager)
+        if self.csi_sanity:
+            env["TENANT_CLOUD_CSI_SANITY"] = str(self.csi_sanity)
         return env
 
 
@@ -177,6 +180,21 @@ def kubernetes_binaries(version: str = KUBERNETES_VERSION) -> dict[str, Path]:
     return wanted
 
 
+def csi_sanity_binary(version: str = CSI_TEST_VERSION) -> Path:
+    """csi-sanity from the pinned csi-test module (`go install`; its go.mod has no replace directives)."""
+    bin_dir = cache_dir() / f"csi-test-{version}" / "bin"
+    target = bin_dir / "csi-sanity"
+    if target.exists():
+        return target
+    log(f"building csi-sanity {version}")
+    env = _go_env() | {"GOBIN": str(bin_dir), "GOFLAGS": ""}
+    package = f"github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@{version}"
+    started = time.monotonic()
+    _run(["go", "install", "-trimpath", package], env=env)
+    log(f"csi-sanity built in {time.monotonic() - started:.0f}s")
+    return target
+
+
 def etcd_binary() -> Path:
     """Debian's etcd-server, unpacked into the cache (no system install needed)."""
     on_path = shutil.which("etcd")
@@ -220,6 +238,7 @@ def ensure_all() -> Binaries:
             kubectl=Path(assets) / "kubectl" if kube is None else kube["kubectl"],
             kube_controller_manager=kcm if kcm.exists() else (kube or {}).get("kube-controller-manager"),
             etcd=Path(assets) / "etcd",
+            csi_sanity=csi_sanity_binary(),
         )
     kube = kubernetes_binaries()
     return Binaries(
@@ -227,6 +246,7 @@ def ensure_all() -> Binaries:
         kubectl=kube["kubectl"],
         kube_controller_manager=kube["kube-controller-manager"],
         etcd=etcd_binary(),
+        csi_sanity=csi_sanity_binary(),
     )
 
 

@@ -13,13 +13,14 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from kube.client import Client, Object
 from kube.errors import ApiError, Gone, error_from_response
 from kube.resources import Resource
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Indexer = Callable[[Object], Iterable[str]]
 OnAdd = Callable[[Object], None]
@@ -309,3 +310,70 @@ def synced_check(informers: Iterable[Informer]) -> Callable[[], bool | str]:
         return True if not waiting else "not synced: " + ", ".join(waiting)
 
     return check
+
+
+class Changes:
+    """Lets a coroutine wait, without polling, until a condition over informer stores holds."""
+
+    def __init__(self, informers: Iterable[Informer]) -> None:
+        self._waiters: set[asyncio.Event] = set()
+        for informer in informers:
+            informer.add_handlers(self._poke, lambda _old, new: self._poke(new), self._poke)
+
+    def _poke(self, _: Object) -> None:
+        for waiter in self._waiters:
+            waiter.set()
+
+    async def wait_for(self, condition: Callable[[], T | None], timeout: float) -> T | None:
+        """The first truthy value of `condition()`, re-checked on every change; None after `timeout`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            waiter = asyncio.Event()
+            self._waiters.add(waiter)
+            try:
+                result = condition()
+                if result:
+                    return result
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return None
+                try:
+                    await asyncio.wait_for(waiter.wait(), remaining)
+                except TimeoutError:
+                    result = condition()
+                    return result or None
+            finally:
+                self._waiters.discard(waiter)
+
+
+async def wait_for_object(
+    client: Client,
+    resource: Resource,
+    name: str,
+    namespace: str | None,
+    condition: Callable[[Object], bool],
+    timeout: float,
+) -> Object | None:
+    """Watch one object (by field selector) until `condition` holds; None if it does not within `timeout`."""
+    try:
+        async with asyncio.timeout(timeout):
+            current = await client.get(resource, name, namespace)
+            if condition(current):
+                return current
+            params = {
+                "watch": "1",
+                "fieldSelector": f"metadata.name={name}",
+                "resourceVersion": resource_version(current),
+                "allowWatchBookmarks": "true",
+            }
+            while True:
+                async with client.transport.stream(resource.path(namespace), params, read_timeout=timeout) as stream:
+                    async for line in stream:
+                        event = json.loads(line) if line.strip() else {}
+                        if event.get("type") in ("ADDED", "MODIFIED") and condition(event["object"]):
+                            return dict(event["object"])
+                        if event.get("object"):
+                            params["resourceVersion"] = resource_version(event["object"])
+    except TimeoutError:
+        return None
