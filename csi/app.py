@@ -13,6 +13,7 @@ from csi.config import DriverConfig
 from csi.controller import ControllerService
 from csi.identity import IdentityService
 from csi.ids import node_id
+from csi.nodeservice import NodeService, build_node_service
 from csi.parent import Parent
 from csi.server import VolumeGuard, start_server
 from kube import config as kube_config
@@ -104,9 +105,7 @@ class Driver:
                 for client in self.clients:
                     await client.close()
 
-    async def _node_service(self) -> object:
-        from csi.nodeservice import build_node_service
-
+    async def _node_service(self) -> NodeService:
         identity = self.options.node_id
         if not identity:
             if not self.options.node_name:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 BUS_KEY = "bus"
@@ -26,6 +27,20 @@ class InvalidID(ValueError):
 def valid_name(value: str) -> bool:
     """A DNS-1123 subdomain: what a DataVolume or VolumeSnapshot may be called."""
     return bool(_NAME.match(value)) and ".." not in value
+
+
+def parent_name(prefix: str, request_name: str) -> str:
+    """The parent object a CSI request name maps to, deterministically.
+
+    `pvc-<uuid>` from the provisioner is kept as is (kubevirt-csi-driver's volume IDs stay valid); any other
+    name the spec allows (upper case, 128 characters...) becomes `<prefix>-<hash>`, a valid label either way.
+    """
+    if request_name.startswith(f"{prefix}-") and _LABEL.match(request_name):
+        return request_name
+    candidate = f"{prefix}-{request_name}"
+    if _LABEL.match(candidate):
+        return candidate
+    return f"{prefix}-{hashlib.sha256(request_name.encode()).hexdigest()[:40]}"
 
 
 def disk_serial(uid: str, bus: str) -> str:

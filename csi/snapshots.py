@@ -10,7 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from csi._proto import csi_pb2
 from csi.config import DriverConfig
 from csi.errors import AlreadyExistsIncompatible, InvalidArgument, InvalidToken
-from csi.ids import valid_name
+from csi.ids import parent_name, valid_name
 from csi.parent import SOURCE_VOLUME_LABEL, VOLUMESNAPSHOTS, Parent, claim_name
 from csi.server import VolumeGuard
 from csi.volumes import Volumes
@@ -49,34 +49,35 @@ class Snapshots:
             raise InvalidArgument("name is required")
         if not request.source_volume_id:
             raise InvalidArgument("source_volume_id is required")
-        if not valid_name(request.name) or len(request.name) > 253:
-            raise InvalidArgument(f"name {request.name!r} cannot name a parent VolumeSnapshot")
+        name = parent_name("snapshot", request.name)
         volume = self.volumes.owned_volume(request.source_volume_id)
-        existing = self.parent.snapshot(request.name) or await self._live(request.name)
+        existing = self.parent.snapshot(name) or await self._live(name)
         if existing is not None:
             source = (existing["metadata"].get("labels") or {}).get(SOURCE_VOLUME_LABEL)
             if source != request.source_volume_id:
-                raise AlreadyExistsIncompatible(f"snapshot {request.name} exists for volume {source}")
+                raise AlreadyExistsIncompatible(f"snapshot {request.name!r} exists for volume {source}")
             return csi_pb2.CreateSnapshotResponse(snapshot=self._message(existing))
         spec: dict[str, Any] = {"source": {"persistentVolumeClaimName": claim_name(volume)}}
         storage_class = ((volume.get("spec") or {}).get("storage") or volume.get("spec") or {}).get("storageClassName")
         snapshot_class = self.config.enforcement.snapshot_class_for(storage_class or "")
         if snapshot_class:
             spec["volumeSnapshotClassName"] = snapshot_class
-        with self.guard.hold(request.name):
+        with self.guard.hold(name):
             created = await self.parent.client.create(
                 VOLUMESNAPSHOTS,
                 {
                     "metadata": {
-                        "name": request.name,
+                        "name": name,
                         "namespace": self.parent.namespace,
                         "labels": {**self.config.labels, SOURCE_VOLUME_LABEL: request.source_volume_id},
                     },
                     "spec": spec,
                 },
             )
-        # Not ready yet is fine: the snapshotter calls again until ready_to_use (no waiting in the RPC).
-        return csi_pb2.CreateSnapshotResponse(snapshot=self._message(created))
+        # Not ready yet is fine: the snapshotter calls again until ready_to_use. Waiting briefly for our own
+        # watch keeps a ListSnapshots right after this call consistent with it.
+        seen = await self.parent.changes.wait_for(lambda: self.parent.snapshot(name), 5.0)
+        return csi_pb2.CreateSnapshotResponse(snapshot=self._message(seen or created))
 
     async def _live(self, name: str) -> Object | None:
         try:
@@ -96,7 +97,12 @@ class Snapshots:
                 await self.parent.client.delete(
                     VOLUMESNAPSHOTS, request.snapshot_id, self.parent.namespace, uid=snapshot["metadata"]["uid"]
                 )
+            await self.parent.changes.wait_for(lambda: self._gone(request.snapshot_id), 5.0)
         return csi_pb2.DeleteSnapshotResponse()
+
+    def _gone(self, name: str) -> bool:
+        found = self.parent.snapshot(name)
+        return found is None or bool(found["metadata"].get("deletionTimestamp"))
 
     async def list(self, request: Any) -> Any:
         if request.snapshot_id:
@@ -106,7 +112,9 @@ class Snapshots:
             snapshots = self.parent.snapshots.store.by_index("source", request.source_volume_id)
         else:
             snapshots = self.parent.snapshots.store.values()
-        snapshots = sorted((s for s in snapshots if self.parent.owns(s)), key=lambda s: s["metadata"]["name"])
+        # A snapshot being deleted (finalizers still on it) is gone as far as the CO is concerned.
+        live = (s for s in snapshots if self.parent.owns(s) and not s["metadata"].get("deletionTimestamp"))
+        snapshots = sorted(live, key=lambda s: s["metadata"]["name"])
         start = 0
         if request.starting_token:
             if not request.starting_token.isdigit() or int(request.starting_token) > len(snapshots):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from csi import capabilities
@@ -16,10 +17,11 @@ from csi.errors import (
     OutOfRange,
     VolumeNotFound,
 )
-from csi.ids import BUS_KEY, DEFAULT_BUS, SERIAL_KEY, SERIAL_LIMITS, disk_serial, node_id, valid_name
+from csi.ids import BUS_KEY, DEFAULT_BUS, SERIAL_KEY, SERIAL_LIMITS, disk_serial, node_id, parent_name, valid_name
 from csi.parent import Parent, claim_name, vmi_volume_phase
 from csi.server import VolumeGuard
 from kube.client import Object
+from kube.errors import NotFound
 from kube.informer import wait_for_object
 from kube.quantity import parse_quantity
 from kube.resources import PERSISTENTVOLUMECLAIMS
@@ -29,6 +31,7 @@ STORAGE_CLASS_KEYS = ("infraStorageClassName", "parentStorageClass")
 KNOWN_PARAMETERS = frozenset({*STORAGE_CLASS_KEYS, "bus"})
 FORWARDED_PREFIX = "csi.storage.k8s.io/"  # the provisioner's own extra metadata: ignored
 DELETE_AFTER_COMPLETION = "cdi.kubevirt.io/storage.deleteAfterCompletion"
+REQUEST_NAME_ANNOTATION = "tenant-cloud.io/csi-request-name"
 READY_PHASES = frozenset({"Succeeded", "WaitForFirstConsumer", "PendingPopulation"})
 
 
@@ -93,11 +96,13 @@ class Volumes:
             return {"pvc": {"name": claim_name(origin), "namespace": self.parent.namespace}}
         return {"blank": {}}
 
-    def _manifest(self, name: str, size: int, storage_class: str, bus: str, source: dict[str, Any]) -> Object:
+    def _manifest(
+        self, name: str, request_name: str, size: int, storage_class: str, bus: str, source: dict[str, Any]
+    ) -> Object:
         storage: dict[str, Any] = {"resources": {"requests": {"storage": str(size)}}}
         if storage_class:
             storage["storageClassName"] = storage_class
-        annotations = {"tenant-cloud.io/bus": bus}
+        annotations = {"tenant-cloud.io/bus": bus, REQUEST_NAME_ANNOTATION: request_name}
         metadata: dict[str, Any] = {
             "name": name,
             "namespace": self.parent.namespace,
@@ -122,9 +127,7 @@ class Volumes:
         if not name:
             raise InvalidArgument("name is required")
         capabilities.check(request.volume_capabilities)
-        volume_name = name if name.startswith(self.config.volume_prefix) else f"{self.config.volume_prefix}-{name}"
-        if not valid_name(volume_name) or len(volume_name) > 253:
-            raise InvalidArgument(f"name {name!r} cannot name a parent volume")
+        volume_name = parent_name(self.config.volume_prefix, name)
         size = size_for(request.capacity_range, self.config.default_size)
         storage_class, bus = parameters_of(request)
         if not self.config.enforcement.allows(storage_class):
@@ -133,7 +136,7 @@ class Volumes:
         with self.guard.hold(volume_name):
             volume = await self.parent.volume_live(volume_name)
             if volume is None:
-                manifest = self._manifest(volume_name, size, storage_class, bus, source)
+                manifest = self._manifest(volume_name, name, size, storage_class, bus, source)
                 volume = await self.parent.client.create(self.parent.volume_resource, manifest)
             else:
                 self._same_request(volume, size, storage_class, source)
@@ -186,17 +189,22 @@ class Volumes:
             users = [v["metadata"]["name"] for v in self.parent.vmis_using(request.volume_id)]
             if users:
                 raise FailedPrecondition(f"volume {request.volume_id} is still attached to {', '.join(users)}")
-            await self.parent.client.delete(
-                self.parent.volume_resource,
-                request.volume_id,
-                self.parent.namespace,
-                uid=volume["metadata"]["uid"],
-                propagation_policy="Background",
-            )
+            with contextlib.suppress(NotFound):  # a retry after our watch lagged behind an earlier delete
+                await self.parent.client.delete(
+                    self.parent.volume_resource,
+                    request.volume_id,
+                    self.parent.namespace,
+                    uid=volume["metadata"]["uid"],
+                    propagation_policy="Background",
+                )
+            # Callers list right after deleting: answer only once our view has caught up.
+            await self.parent.changes.wait_for(lambda: self.parent.volume(request.volume_id) is None, 5.0)
         return csi_pb2.DeleteVolumeResponse()
 
     def owned_volume(self, volume_id: str) -> Object:
-        volume = self.parent.volume(volume_id) if volume_id and valid_name(volume_id) else None
+        if not volume_id:
+            raise InvalidArgument("volume_id is required")
+        volume = self.parent.volume(volume_id) if valid_name(volume_id) else None
         if volume is None:
             raise VolumeNotFound(f"volume {volume_id!r} not found")
         return volume

@@ -73,7 +73,11 @@ class RefreshingToken:
         if hook is not None and now - self._checked >= self.check_every:
             self._checked = now
             await asyncio.to_thread(hook, self.configuration)
-        value = self.configuration.api_key.get("authorization")
+        # Newer `kubernetes` releases keep the token under "BearerToken" (with its prefix), older under
+        # "authorization"; ask for both so a static token is never silently dropped.
+        value = self.configuration.get_api_key_with_prefix("BearerToken") or self.configuration.api_key.get(
+            "authorization"
+        )
         return str(value) if value else None
 
     def __repr__(self) -> str:
@@ -115,10 +119,9 @@ def from_kubeconfig(path: str | os.PathLike[str] | None = None, context: str | N
     chosen = next((c for c in contexts if c["name"] == context), active) if context else active
     namespace = (chosen or {}).get("context", {}).get("namespace")
     credentials: Credentials
-    if configuration.refresh_api_key_hook is not None:
+    has_token = bool(configuration.api_key.get("BearerToken") or configuration.api_key.get("authorization"))
+    if has_token or configuration.refresh_api_key_hook is not None:
         credentials = RefreshingToken(configuration)
-    elif configuration.api_key.get("authorization"):
-        credentials = StaticToken(str(configuration.api_key["authorization"]).removeprefix("Bearer "))
     else:
         credentials = NoToken()
     return ClusterConfig(

@@ -13,6 +13,10 @@ from kube.config import from_kubeconfig
 from kube.errors import AlreadyExists, Conflict, Forbidden, Invalid, NotFound
 from kube.resources import CONFIGMAPS, SECRETS, Resource
 
+SELF_SUBJECT_REVIEWS = Resource(
+    "authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", namespaced=False
+)
+
 
 def configmap(name: str, **data: str) -> dict[str, object]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
@@ -124,6 +128,11 @@ async def test_forbidden_for_a_limited_identity(cluster: harness.Cluster, tmp_pa
     config = from_kubeconfig(kubeconfig)
     assert config.namespace == cluster.parent_namespace
     async with Client.from_config(config, "tenant-cloud-tests") as limited:
+        # Authenticated as the ServiceAccount itself, not anonymous (a dropped token would look alike below).
+        review = await limited.create(
+            SELF_SUBJECT_REVIEWS, {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        )
+        assert review["status"]["userInfo"]["username"] == f"system:serviceaccount:{cluster.parent_namespace}:nobody"
         with pytest.raises(Forbidden) as denied:
             await limited.list(SECRETS, cluster.parent_namespace)
     assert "Bearer" not in str(denied.value) and "eyJ" not in str(denied.value)
