@@ -9,7 +9,7 @@ from pathlib import Path
 
 from e2e.bench.common import harness_for
 
-BENCHMARKS = ("e2e.bench.informer", "e2e.bench.nodes", "e2e.bench.loadbalancers")
+BENCHMARKS = ("e2e.bench.informer", "e2e.bench.nodes", "e2e.bench.loadbalancers", "e2e.bench.csi")
 
 
 def main() -> int:

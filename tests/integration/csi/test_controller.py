@@ -13,6 +13,7 @@ from csi._proto import csi_pb2
 from csi.app import Driver
 from csi.parent import DATAVOLUMES, VIRTUALMACHINEINSTANCES, VIRTUALMACHINES, vm_volume_names, vmi_volume_phase
 from e2e import cluster as harness
+from e2e.cluster import nodes
 from e2e.sims._kubevirt_disks import by_id_root
 from kube.client import Client
 from tests.integration.csi.conftest import PARENT_CLASS
@@ -245,3 +246,33 @@ async def test_list_volumes_pages(controller: Any) -> None:
     await expect(grpc.StatusCode.ABORTED, controller.ListVolumes(csi_pb2.ListVolumesRequest(starting_token="x")))
     for volume_id in made:
         await controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume_id))
+
+
+async def test_stale_volume_in_a_stopped_vms_spec_does_not_block_attaching_elsewhere(
+    controller: Any, vms: list[str], parent_client: Client, cluster: harness.Cluster
+) -> None:
+    ns = cluster.parent_namespace
+    volume = (await controller.CreateVolume(create_request(unique()))).volume
+    await controller.ControllerPublishVolume(
+        csi_pb2.ControllerPublishVolumeRequest(
+            volume_id=volume.volume_id, node_id=f"{ns}/{vms[0]}", volume_capability=mount_capability()
+        )
+    )
+    # The first VM goes down without a detach (node died): its VM spec still lists the volume.
+    async with nodes.clients(cluster) as c:
+        await nodes.stop_node(c, vms[0])
+    try:
+        await controller.ControllerPublishVolume(
+            csi_pb2.ControllerPublishVolumeRequest(
+                volume_id=volume.volume_id, node_id=f"{ns}/{vms[1]}", volume_capability=mount_capability()
+            )
+        )
+        stale = await parent_client.get(VIRTUALMACHINES, vms[0], ns)
+        assert volume.volume_id not in vm_volume_names(stale)
+        await controller.ControllerUnpublishVolume(
+            csi_pb2.ControllerUnpublishVolumeRequest(volume_id=volume.volume_id, node_id=f"{ns}/{vms[1]}")
+        )
+        await controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume.volume_id))
+    finally:
+        async with nodes.clients(cluster) as c:
+            await nodes.start_node(c, vms[0])
