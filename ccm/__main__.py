@@ -11,20 +11,11 @@ from collections.abc import Sequence
 from ccm.app import CloudControllerManager, Options, StartupError
 from ccm.config import CloudConfigError, load_cloud_config
 from kube.controller import install_signal_handlers
-from kube.flags import add_bool_flag, add_logging_flags
+from kube.flags import add_bool_flag, add_logging_flags, parse_duration
 from kube.leaderelection import LeaderElectionSettings
 from kube.logging import configure_logging
 
 log = logging.getLogger("ccm")
-
-
-def _seconds(value: str) -> float:
-    """A Go duration like `15s`, `1m` or `500ms`, or plain seconds."""
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    for suffix in ("ms", "s", "m", "h"):
-        if value.endswith(suffix):
-            return float(value[: -len(suffix)]) * units[suffix]
-    return float(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,9 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--health-bind-address", default=":10259", help="address for /healthz, /readyz ('0' disables)")
     election = parser.add_argument_group("leader election")
     add_bool_flag(election, "--leader-elect", default=True, help="elect a leader before running controllers")
-    election.add_argument("--leader-elect-lease-duration", type=_seconds, default=15.0, metavar="DURATION")
-    election.add_argument("--leader-elect-renew-deadline", type=_seconds, default=10.0, metavar="DURATION")
-    election.add_argument("--leader-elect-retry-period", type=_seconds, default=2.0, metavar="DURATION")
+    election.add_argument("--leader-elect-lease-duration", type=parse_duration, default=15.0, metavar="DURATION")
+    election.add_argument("--leader-elect-renew-deadline", type=parse_duration, default=10.0, metavar="DURATION")
+    election.add_argument("--leader-elect-retry-period", type=parse_duration, default=2.0, metavar="DURATION")
     election.add_argument("--leader-elect-resource-name", default="cloud-controller-manager")
     election.add_argument("--leader-elect-resource-namespace", default="kube-system")
     compat = parser.add_argument_group("accepted for compatibility with upstream manifests, no effect")

@@ -12,19 +12,11 @@ from pathlib import Path
 from csi.app import Driver, Options, StartupError
 from csi.config import ConfigError, DriverConfig, load_enforcement
 from kube.controller import install_signal_handlers
-from kube.flags import add_bool_flag, add_logging_flags, parse_label_list
+from kube.flags import add_bool_flag, add_logging_flags, parse_duration, parse_label_list
 from kube.logging import configure_logging
 
 DEFAULT_DRIVER_NAME = "csi.tenant-cloud.io"
 log = logging.getLogger("csi")
-
-
-def _seconds(value: str) -> float:
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0}
-    for suffix in ("ms", "s", "m"):
-        if value.endswith(suffix):
-            return float(value[: -len(suffix)]) * units[suffix]
-    return float(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,12 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ours.add_argument(
         "--attach-timeout",
-        type=_seconds,
+        type=parse_duration,
         default=60.0,
         metavar="DURATION",
         help="how long ControllerPublish/Unpublish wait before returning UNAVAILABLE for a retry",
     )
-    ours.add_argument("--provision-timeout", type=_seconds, default=30.0, metavar="DURATION")
+    ours.add_argument("--provision-timeout", type=parse_duration, default=30.0, metavar="DURATION")
     ours.add_argument("--max-volumes-per-node", type=int, default=0, help="reported by NodeGetInfo (0 = unset)")
     ours.add_argument("--by-id-root", type=Path, default=Path("/dev/disk/by-id"), help=argparse.SUPPRESS)
     ours.add_argument("--node-id", default="", help=argparse.SUPPRESS)

@@ -25,6 +25,21 @@ def add_bool_flag(
     parser.add_argument(name, type=parse_bool, nargs="?", const=True, default=default, metavar="BOOL", help=help)
 
 
+def parse_duration(value: str) -> float:
+    """A Go-style duration (`15s`, `1m`, `500ms`, `1h`) or plain seconds, in seconds."""
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    for suffix in ("ms", "s", "m", "h"):
+        if value.endswith(suffix):
+            try:
+                return float(value[: -len(suffix)]) * units[suffix]
+            except ValueError:
+                break
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid duration {value!r} (e.g. 15s, 500ms, 2m)") from None
+
+
 def parse_label_list(value: str) -> dict[str, str]:
     """Parse `k=v,k2=v2` (kubevirt-csi-driver's --infra-cluster-labels) into a dict; empty gives {}."""
     labels: dict[str, str] = {}

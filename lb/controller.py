@@ -260,15 +260,7 @@ class LoadBalancerController:
                 want["metadata"]["resourceVersion"] = have["metadata"]["resourceVersion"]
                 await self._write("parent", "endpointslices", "update", self.parent.update(ENDPOINTSLICES, want))
         for stale in current.values():
-            with contextlib.suppress(NotFound):
-                await self._write(
-                    "parent",
-                    "endpointslices",
-                    "delete",
-                    self.parent.delete(
-                        ENDPOINTSLICES, stale["metadata"]["name"], self.scope.namespace, uid=stale["metadata"]["uid"]
-                    ),
-                )
+            await self._delete_slice(stale)
 
     async def _sync_status(self, tenant: Object, parent: Object) -> None:
         want = tenant_status_for(parent)
@@ -328,24 +320,27 @@ class LoadBalancerController:
         if self.parent_slices is not None:
             for endpoint_slice in self.parent_slices.store.by_index("service", parent_name):
                 if self.scope.owned_by_cluster(endpoint_slice):
-                    with contextlib.suppress(NotFound):
-                        await self._write(
-                            "parent",
-                            "endpointslices",
-                            "delete",
-                            self.parent.delete(
-                                ENDPOINTSLICES,
-                                endpoint_slice["metadata"]["name"],
-                                self.scope.namespace,
-                                uid=endpoint_slice["metadata"]["uid"],
-                            ),
-                        )
+                    await self._delete_slice(endpoint_slice)
         with contextlib.suppress(NotFound):
             await self._write(
                 "parent",
                 "services",
                 "delete",
                 self.parent.delete(SERVICES, parent_name, self.scope.namespace, uid=parent["metadata"]["uid"]),
+            )
+
+    async def _delete_slice(self, endpoint_slice: Object) -> None:
+        with contextlib.suppress(NotFound):
+            await self._write(
+                "parent",
+                "endpointslices",
+                "delete",
+                self.parent.delete(
+                    ENDPOINTSLICES,
+                    endpoint_slice["metadata"]["name"],
+                    self.scope.namespace,
+                    uid=endpoint_slice["metadata"]["uid"],
+                ),
             )
 
     async def _set_finalizer(self, tenant: Object, *, add: bool) -> Object:
@@ -384,18 +379,7 @@ class LoadBalancerController:
             for endpoint_slice in list(self.parent_slices.store.values()):
                 service = (endpoint_slice["metadata"].get("labels") or {}).get(SERVICE_NAME_LABEL, "")
                 if f"{self.scope.namespace}/{service}" not in self.parent_services.store:
-                    with contextlib.suppress(NotFound):
-                        await self._write(
-                            "parent",
-                            "endpointslices",
-                            "delete",
-                            self.parent.delete(
-                                ENDPOINTSLICES,
-                                endpoint_slice["metadata"]["name"],
-                                self.scope.namespace,
-                                uid=endpoint_slice["metadata"]["uid"],
-                            ),
-                        )
+                    await self._delete_slice(endpoint_slice)
                     deleted += 1
         self.metrics.orphans.inc(deleted)
         return deleted

@@ -11,7 +11,7 @@ import pytest
 from ccm.__main__ import build_parser as ccm_parser
 from csi.__main__ import DEFAULT_DRIVER_NAME
 from csi.__main__ import build_parser as csi_parser
-from kube.flags import parse_bool, parse_label_list
+from kube.flags import parse_bool, parse_duration, parse_label_list
 
 
 @pytest.mark.parametrize(("text", "expected"), [("true", True), ("False", False), ("1", True), ("off", False)])
@@ -70,3 +70,15 @@ def test_module_help(module: str) -> None:
     result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert "--v LEVEL" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("15s", 15.0), ("500ms", 0.5), ("2m", 120.0), ("1h", 3600.0), ("3", 3.0)]
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_parse_duration_rejects_garbage() -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="invalid duration"):
+        parse_duration("soon")
