@@ -11,6 +11,7 @@ from pathlib import Path
 
 from csi.app import Driver, Options, StartupError
 from csi.config import ConfigError, DriverConfig, load_enforcement
+from csi.linstor.flags import add_linstor_flags, linstor_settings_from
 from kube.controller import install_signal_handlers
 from kube.flags import add_bool_flag, add_logging_flags, parse_duration, parse_label_list
 from kube.logging import configure_logging
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     ours.add_argument("--node-id", default="", help=argparse.SUPPRESS)
     ours.add_argument("--health-bind-address", default=":9808", help="/healthz and /readyz ('0' disables)")
     ours.add_argument("--metrics-bind-address", default=":9809", help="/metrics ('0' disables)")
+    add_linstor_flags(parser)
     add_logging_flags(parser)
     return parser
 
@@ -103,6 +105,7 @@ def options_from(args: argparse.Namespace) -> Options:
         by_id_root=args.by_id_root,
         health_bind=args.health_bind_address,
         metrics_bind=args.metrics_bind_address,
+        linstor=linstor_settings_from(args),
     )
 
 

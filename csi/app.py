@@ -13,6 +13,9 @@ from csi.config import DriverConfig
 from csi.controller import ControllerService
 from csi.identity import IdentityService
 from csi.ids import node_id
+from csi.linstor.events import TenantVolumeEvents
+from csi.linstor.settings import LinstorSettings
+from csi.linstor.view import LinstorView
 from csi.nodeservice import NodeService, build_node_service
 from csi.parent import Parent
 from csi.server import VolumeGuard, start_server
@@ -47,6 +50,7 @@ class Options:
     by_id_root: Path = Path("/dev/disk/by-id")
     health_bind: str = ":9808"
     metrics_bind: str = ":9809"
+    linstor: LinstorSettings | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -66,11 +70,13 @@ class Driver:
         self.health = HealthServer(self.registry, options.health_bind, options.metrics_bind)
         self.guard = VolumeGuard()
         self.parent: Parent | None = None
+        self.linstor: LinstorView | None = None
         self.clients: list[Client] = []
         if options.run_controller:
             client = Client.from_config(kube_config.load(options.parent_kubeconfig), FIELD_MANAGER)
             self.clients.append(client)
             self.parent = Parent(client, options.config)
+            self.linstor = LinstorView(client, options.config.namespace, options.linstor)
             self.health.add_readiness_check("informers-synced", synced_check(self.parent.informers))
         self.port = 0
 
@@ -84,7 +90,8 @@ class Driver:
                 controller = None
                 if self.parent is not None:
                     background.append(asyncio.create_task(run_informers(self.parent.informers)))
-                    controller = ControllerService(self.parent, self.options.config, self.guard)
+                    background.extend(self._linstor_events())
+                    controller = ControllerService(self.parent, self.options.config, self.guard, self.linstor)
                 node = await self._node_service() if self.options.run_node else None
                 identity = IdentityService(
                     self.options.config.driver_name,
@@ -102,8 +109,20 @@ class Driver:
                 for task in background:
                     task.cancel()
                 await asyncio.gather(*background, return_exceptions=True)
+                if self.linstor is not None:
+                    await self.linstor.close()
                 for client in self.clients:
                     await client.close()
+
+    def _linstor_events(self) -> list[asyncio.Task[None]]:
+        """Health Events on tenant PVCs: only with LINSTOR configured, as they need the tenant API."""
+        if self.linstor is None or not self.linstor.configured:
+            return []
+        tenant = Client.from_config(kube_config.load(self.options.tenant_kubeconfig), FIELD_MANAGER)
+        self.clients.append(tenant)
+        events = TenantVolumeEvents(tenant, self.options.config.driver_name)
+        self.linstor.add_listener(events.health_changed)
+        return [asyncio.create_task(events.run())]
 
     async def _node_service(self) -> NodeService:
         identity = self.options.node_id

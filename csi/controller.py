@@ -7,11 +7,12 @@ from typing import Any
 from csi._proto import csi_pb2, csi_pb2_grpc
 from csi.attach import Attachments
 from csi.config import DriverConfig
-from csi.errors import Unimplemented
+from csi.errors import OperationPending, Unimplemented
+from csi.linstor.view import LinstorView
 from csi.parent import Parent
 from csi.server import VolumeGuard
 from csi.snapshots import Snapshots
-from csi.volumes import Volumes
+from csi.volumes import Volumes, parameters_of
 
 RPC = csi_pb2.ControllerServiceCapability.RPC
 ADVERTISED = (
@@ -29,15 +30,28 @@ ADVERTISED = (
 
 
 class ControllerService(csi_pb2_grpc.ControllerServicer):
-    def __init__(self, parent: Parent, config: DriverConfig, guard: VolumeGuard | None = None) -> None:
+    def __init__(
+        self,
+        parent: Parent,
+        config: DriverConfig,
+        guard: VolumeGuard | None = None,
+        linstor: LinstorView | None = None,
+    ) -> None:
         guard = guard or VolumeGuard()
-        self.volumes = Volumes(parent, config, guard)
+        self.config = config
+        self.linstor = linstor if linstor is not None and linstor.configured else None
+        self.volumes = Volumes(parent, config, guard, self.linstor)
         self.attachments = Attachments(parent, self.volumes, config, guard)
         self.snapshots = Snapshots(parent, self.volumes, config, guard)
 
+    @property
+    def advertised(self) -> tuple[csi_pb2.ControllerServiceCapability.RPC.Type, ...]:
+        """GET_CAPACITY only with a LINSTOR connection: without one there is nothing true to say."""
+        return (*ADVERTISED, RPC.GET_CAPACITY) if self.linstor is not None else ADVERTISED
+
     async def ControllerGetCapabilities(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC names
         return csi_pb2.ControllerGetCapabilitiesResponse(
-            capabilities=[csi_pb2.ControllerServiceCapability(rpc=RPC(type=kind)) for kind in ADVERTISED]
+            capabilities=[csi_pb2.ControllerServiceCapability(rpc=RPC(type=kind)) for kind in self.advertised]
         )
 
     async def CreateVolume(self, request: Any, context: Any) -> Any:  # noqa: N802
@@ -74,7 +88,18 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         return await self.snapshots.list(request)
 
     async def GetCapacity(self, request: Any, context: Any) -> Any:  # noqa: N802
-        raise Unimplemented("GetCapacity needs the LINSTOR connection (not configured)")
+        if self.linstor is None:
+            raise Unimplemented("GetCapacity needs the LINSTOR connection (not configured)")
+        storage_class, _ = parameters_of(request)
+        if not self.config.enforcement.allows(storage_class):
+            return csi_pb2.GetCapacityResponse(available_capacity=0)
+        space = await self.linstor.space_for(storage_class)
+        if space is None:
+            # UNAVAILABLE: the provisioner keeps what it published rather than publishing zero.
+            raise OperationPending(f"capacity of parent storage class {storage_class or '(default)'} is unknown now")
+        response = csi_pb2.GetCapacityResponse(available_capacity=space.available)
+        response.maximum_volume_size.value = space.maximum_volume
+        return response
 
     async def ControllerModifyVolume(self, request: Any, context: Any) -> Any:  # noqa: N802
         raise Unimplemented("ControllerModifyVolume is not supported")

@@ -18,6 +18,8 @@ from csi.errors import (
     VolumeNotFound,
 )
 from csi.ids import BUS_KEY, DEFAULT_BUS, SERIAL_KEY, SERIAL_LIMITS, disk_serial, node_id, parent_name, valid_name
+from csi.linstor.health import Health
+from csi.linstor.view import LinstorView
 from csi.parent import Parent, claim_name, vmi_volume_phase
 from csi.server import VolumeGuard
 from kube.client import Object
@@ -73,10 +75,13 @@ def volume_size(volume: Object) -> int:
 
 
 class Volumes:
-    def __init__(self, parent: Parent, config: DriverConfig, guard: VolumeGuard) -> None:
+    def __init__(
+        self, parent: Parent, config: DriverConfig, guard: VolumeGuard, linstor: LinstorView | None = None
+    ) -> None:
         self.parent = parent
         self.config = config
         self.guard = guard
+        self.linstor = linstor
 
     # -- create --------------------------------------------------------------------------------------------
 
@@ -209,7 +214,13 @@ class Volumes:
             raise VolumeNotFound(f"volume {volume_id!r} not found")
         return volume
 
-    def _status(self, volume: Object) -> Any:
+    async def _drbd_health(self, volumes: list[Object]) -> dict[str, Health | None]:
+        """LINSTOR's view of the volumes' DRBD replicas, in one call; empty without LINSTOR."""
+        if self.linstor is None or not volumes:
+            return {}
+        return await self.linstor.conditions_for([claim_name(v) for v in volumes])
+
+    def _status(self, volume: Object, drbd: Health | None = None) -> Any:
         name = volume["metadata"]["name"]
         nodes = sorted(
             node_id(self.parent.namespace, vmi["metadata"]["name"])
@@ -217,14 +228,18 @@ class Volumes:
             if vmi_volume_phase(vmi, name) == "Ready"
         )
         phase = (volume.get("status") or {}).get("phase", "")
-        condition = csi_pb2.VolumeCondition(
-            abnormal=phase == "Failed", message=f"parent volume phase {phase or 'unknown'}"
-        )
+        if phase == "Failed" or drbd is None:
+            condition = csi_pb2.VolumeCondition(
+                abnormal=phase == "Failed", message=f"parent volume phase {phase or 'unknown'}"
+            )
+        else:
+            condition = csi_pb2.VolumeCondition(abnormal=drbd.abnormal, message=drbd.message)
         return nodes, condition
 
     async def get(self, request: Any) -> Any:
         volume = self.owned_volume(request.volume_id)
-        nodes, condition = self._status(volume)
+        drbd = await self._drbd_health([volume])
+        nodes, condition = self._status(volume, drbd.get(claim_name(volume)))
         return csi_pb2.ControllerGetVolumeResponse(
             volume=self._volume_message(volume),
             status=csi_pb2.ControllerGetVolumeResponse.VolumeStatus(
@@ -240,8 +255,10 @@ class Volumes:
         start = _page_start(request.starting_token, len(volumes))
         end = start + request.max_entries if request.max_entries else len(volumes)
         entries = []
-        for volume in volumes[start:end]:
-            nodes, condition = self._status(volume)
+        page = volumes[start:end]
+        drbd = await self._drbd_health(page)
+        for volume in page:
+            nodes, condition = self._status(volume, drbd.get(claim_name(volume)))
             entries.append(
                 csi_pb2.ListVolumesResponse.Entry(
                     volume=self._volume_message(volume),

@@ -14,6 +14,7 @@ import pytest
 from csi._proto import csi_pb2_grpc
 from csi.app import Driver, Options
 from csi.config import DriverConfig, Enforcement
+from csi.linstor.settings import LinstorSettings
 from e2e import cluster as harness
 from e2e.cluster import nodes
 from kube.client import Client
@@ -84,17 +85,20 @@ async def running_driver(
     node: bool = False,
     node_id: str = "",
     by_id_root: Path | None = None,
+    linstor: LinstorSettings | None = None,
 ) -> AsyncIterator[Driver]:
     options = Options(
         config=config,
         endpoint="tcp://127.0.0.1:0",
         parent_kubeconfig=str(cluster.parent_kubeconfig),
+        tenant_kubeconfig=str(cluster.tenant_kubeconfig),
         run_controller=True,
         run_node=node,
         node_id=node_id,
         by_id_root=by_id_root or Path("/nonexistent"),
         health_bind="127.0.0.1:0",
         metrics_bind="0",
+        linstor=linstor,
     )
     driver = Driver(options)
     stop, started = asyncio.Event(), asyncio.Event()

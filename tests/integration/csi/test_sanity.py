@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from csi.linstor.settings import LinstorSettings
 from e2e import cluster as harness
 from e2e.binaries import csi_sanity_binary
 from e2e.cluster import nodes
@@ -37,8 +38,10 @@ async def test_csi_sanity(cluster: harness.Cluster, parent_storage: str, tmp_pat
     config = driver_config(cluster, provision_timeout=20.0, attach_timeout=20.0)
     node_id = f"{cluster.parent_namespace}/{VM}"
     try:
+        # With the LINSTOR simulator connected, GET_CAPACITY is advertised and checked too.
+        linstor = LinstorSettings(urls=((cluster.dir / "run" / "linstor.url").read_text().strip(),))
         async with running_driver(
-            cluster, config, node=True, node_id=node_id, by_id_root=by_id_root(cluster.dir, VM)
+            cluster, config, node=True, node_id=node_id, by_id_root=by_id_root(cluster.dir, VM), linstor=linstor
         ) as driver:
             proc = await asyncio.create_subprocess_exec(
                 str(csi_sanity_binary()),

@@ -1,0 +1,97 @@
+"""LINSTOR connection settings and the `--linstor-*` flags."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from csi.linstor.flags import add_linstor_flags, duration, linstor_settings_from
+from csi.linstor.settings import LinstorSettings, controller_url, ssl_context
+
+
+@pytest.mark.parametrize(
+    ("text", "tls", "expected"),
+    [
+        ("linstor-controller", False, "http://linstor-controller:3370"),
+        ("linstor-controller", True, "https://linstor-controller:3371"),
+        ("linstor://ctrl.piraeus.svc", True, "https://ctrl.piraeus.svc:3371"),
+        ("ctrl:8080", False, "http://ctrl:8080"),
+        ("http://ctrl", True, "http://ctrl:3370"),  # an explicit scheme is kept
+        ("https://ctrl/", False, "https://ctrl:3371"),
+        ("https://[fd00::1]:3371", False, "https://[fd00::1]:3371"),
+        ("  10.0.0.5  ", False, "http://10.0.0.5:3370"),
+    ],
+)
+def test_controller_url(text: str, tls: bool, expected: str) -> None:
+    assert controller_url(text, tls=tls) == expected
+
+
+@pytest.mark.parametrize("text", ["", "ftp://ctrl", "http://ctrl/v1", "http://:3370", "http://ctrl?x=1"])
+def test_bad_controller_url(text: str) -> None:
+    with pytest.raises(ValueError, match=r"LINSTOR controller|empty"):
+        controller_url(text, tls=False)
+
+
+def test_settings_split_and_normalise_the_list() -> None:
+    settings = LinstorSettings(urls="a, b:1,", ca=Path("/ca.crt"))  # the model splits strings
+    assert settings.urls == ("https://a:3371", "https://b:1")
+    assert settings.tls
+
+
+def test_client_certificate_needs_its_key() -> None:
+    with pytest.raises(ValidationError, match="go together"):
+        LinstorSettings(urls=("a",), client_cert=Path("/tls.crt"))
+
+
+@pytest.mark.parametrize("field", ["timeout", "connect_timeout"])
+def test_timeouts_must_be_positive(field: str) -> None:
+    with pytest.raises(ValidationError):
+        LinstorSettings.model_validate({"urls": ["a"], field: 0})
+
+
+def test_plain_http_needs_no_tls_context() -> None:
+    assert ssl_context(LinstorSettings(urls=("http://a",))) is None
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_linstor_flags(parser)
+    return parser.parse_args(argv)
+
+
+def test_no_url_means_no_linstor(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LS_CONTROLLERS", raising=False)
+    assert linstor_settings_from(parse()) is None
+
+
+def test_flags_to_settings() -> None:
+    settings = linstor_settings_from(
+        parse(
+            "--linstor-url=linstor://ctrl-0,linstor://ctrl-1",
+            "--linstor-client-cert=/etc/linstor/tls.crt",
+            "--linstor-client-key=/etc/linstor/tls.key",
+            "--linstor-ca=/etc/linstor/ca.crt",
+            "--linstor-timeout=1500ms",
+            "--linstor-cache-ttl=1m",
+        )
+    )
+    assert settings is not None
+    assert settings.urls == ("https://ctrl-0:3371", "https://ctrl-1:3371")
+    assert (settings.timeout, settings.health_ttl, settings.capacity_ttl) == (1.5, 60.0, 120.0)
+    assert settings.client_key == Path("/etc/linstor/tls.key")
+
+
+def test_ls_controllers_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LS_CONTROLLERS", "ctrl")
+    settings = linstor_settings_from(parse())
+    assert settings is not None and settings.urls == ("http://ctrl:3370",)
+
+
+def test_bad_flag_values_are_value_errors() -> None:
+    with pytest.raises(ValueError, match="LINSTOR settings"):
+        linstor_settings_from(parse("--linstor-url=ctrl", "--linstor-client-cert=/x"))
+    with pytest.raises(argparse.ArgumentTypeError):
+        duration("soon")
