@@ -208,6 +208,14 @@ async def test_type_change_releases_and_other_classes_are_ignored(
     await eventually(released)
     assert await parent_of(parent_client, cluster, created) is None
     assert "DeletedLoadBalancer" in await reasons(tenant_client, tenant_ns, "flip")
+    # Back to LoadBalancer, now with a class someone else serves: still nothing of ours in the parent.
+    await tenant_client.patch(
+        SERVICES, "flip", {"spec": {"type": "LoadBalancer", "loadBalancerClass": "example.com/someone-else"}}, tenant_ns
+    )
+    await asyncio.sleep(1.0)
+    assert await parent_of(parent_client, cluster, created) is None
+    flipped = await tenant_client.get(SERVICES, "flip", tenant_ns)
+    assert FINALIZER not in (flipped["metadata"].get("finalizers") or [])
     foreign = await tenant_client.create(
         SERVICES, lb_service("foreign", loadBalancerClass="example.com/someone-else"), tenant_ns
     )
