@@ -21,6 +21,7 @@ from pathlib import Path
 KUBERNETES_VERSION = "v1.36.3"
 CSI_SPEC_VERSION = "v1.12.0"
 CSI_TEST_VERSION = "v5.4.0"
+HELM_VERSION = "v3.22.0"
 ETCD_DEBIAN_PACKAGE = "etcd-server"
 KUBE_COMMANDS = ("kube-apiserver", "kubectl", "kube-controller-manager")
 
@@ -192,6 +193,28 @@ def csi_sanity_binary(version: str = CSI_TEST_VERSION) -> Path:
     started = time.monotonic()
     _run(["go", "install", "-trimpath", package], env=env)
     log(f"csi-sanity built in {time.monotonic() - started:.0f}s")
+    return target
+
+
+def helm_binary(version: str = HELM_VERSION) -> Path:
+    """helm from the pinned helm.sh/helm/v3 module (`go install`; its go.mod has no replace directives)."""
+    bin_dir = cache_dir() / f"helm-{version}" / "bin"
+    target = bin_dir / "helm"
+    if target.exists():
+        return target
+    log(f"building helm {version}")
+    env = _go_env() | {"GOBIN": str(bin_dir), "GOFLAGS": ""}
+    # As helm's Makefile does: the default Kubernetes version (for kubeVersion checks) follows its client-go.
+    gomod = Path(go_mod_download("helm.sh/helm/v3", version)["GoMod"]).read_text()
+    found = re.search(r"^\s*k8s\.io/client-go v0\.(\d+)\.", gomod, re.M)
+    flags = [f"-X helm.sh/helm/v3/internal/version.version={version}"]
+    if found:
+        for package in ("helm.sh/helm/v3/pkg/chartutil", "helm.sh/helm/v3/pkg/lint/rules"):
+            flags += [f"-X {package}.k8sVersionMajor=1", f"-X {package}.k8sVersionMinor={found.group(1)}"]
+    ldflags = " ".join(["-s", "-w", *flags])
+    started = time.monotonic()
+    _run(["go", "install", "-trimpath", "-ldflags", ldflags, f"helm.sh/helm/v3/cmd/helm@{version}"], env=env)
+    log(f"helm built in {time.monotonic() - started:.0f}s")
     return target
 
 
