@@ -47,7 +47,7 @@ async def running_ccm(
         await asyncio.wait_for(task, 30)
 
 
-async def eventually(condition: Callable[[], Awaitable[bool] | bool], timeout: float = 10.0) -> None:
+async def eventually(condition: Callable[[], Awaitable[bool] | bool], timeout: float = 20.0) -> None:
     """Poll an async or sync condition until it is truthy."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

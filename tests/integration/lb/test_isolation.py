@@ -58,7 +58,7 @@ async def test_same_named_services_of_two_clusters_do_not_interfere(
             await ingress_ips(other_tenant, namespace, "web")
         )
 
-    await eventually(both_have_ips, timeout=10)
+    await eventually(both_have_ips, timeout=30)
     assert await ingress_ips(tenant_client, namespace, "web") != await ingress_ips(other_tenant, namespace, "web")
     our_parent = await parent_client.get(SERVICES, parent_service_name(ours), cluster.parent_namespace)
     their_parent = await parent_client.get(SERVICES, parent_service_name(theirs), cluster.parent_namespace)

@@ -29,7 +29,7 @@ async def test_orphans_left_while_the_ccm_was_down_are_collected(
         async def has_ip() -> bool:
             return bool(await ingress_ips(tenant_client, namespace, "leaver"))
 
-        await eventually(has_ip, timeout=10)
+        await eventually(has_ip, timeout=30)
     # The ccm is down; the Service goes away without it (its finalizer removed by hand).
     current = await tenant_client.get(SERVICES, "leaver", namespace)
     await tenant_client.patch(
@@ -55,4 +55,4 @@ async def test_orphans_left_while_the_ccm_was_down_are_collected(
                 return True
             return False
 
-        await eventually(collected, timeout=10)
+        await eventually(collected, timeout=30)

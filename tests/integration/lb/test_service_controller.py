@@ -76,7 +76,7 @@ async def test_service_gets_an_ip_and_the_parent_only_what_is_allowed(
     async def has_ip() -> bool:
         return bool(await ingress_ips(tenant_client, tenant_ns, "web"))
 
-    await eventually(has_ip, timeout=5)
+    await eventually(has_ip, timeout=20)
     [ip] = await ingress_ips(tenant_client, tenant_ns, "web")
     assert ipaddress.ip_address(ip) in ipaddress.ip_network(POOL_V4)
     tenant = await tenant_client.get(SERVICES, "web", tenant_ns)
@@ -113,7 +113,7 @@ async def test_changes_propagate_and_a_resync_writes_nothing(
     tenant_ns: str,
 ) -> None:
     created = await tenant_client.create(SERVICES, lb_service("app"), tenant_ns)
-    await eventually(lambda: _has_ip(tenant_client, tenant_ns, "app"), timeout=5)
+    await eventually(lambda: _has_ip(tenant_client, tenant_ns, "app"), timeout=20)
     await tenant_client.patch(
         SERVICES, "app", {"spec": {"externalTrafficPolicy": "Local", "ipFamilyPolicy": "PreferDualStack"}}, tenant_ns
     )
@@ -166,7 +166,7 @@ async def test_requested_ips_inside_and_outside_the_allowed_range(
     async def pinned() -> bool:
         return await ingress_ips(tenant_client, tenant_ns, "pinned") == [allowed]
 
-    await eventually(pinned, timeout=5)
+    await eventually(pinned, timeout=20)
     # A later change of the request moves the IP in the parent, and the tenant follows.
     moved = str(ipaddress.ip_address(allowed) + 1)
     await tenant_client.patch(
@@ -176,10 +176,10 @@ async def test_requested_ips_inside_and_outside_the_allowed_range(
     async def followed() -> bool:
         return await ingress_ips(tenant_client, tenant_ns, "pinned") == [moved]
 
-    await eventually(followed, timeout=5)
+    await eventually(followed, timeout=20)
     outside = "198.51.100.7"
     created = await tenant_client.create(SERVICES, lb_service("greedy", loadBalancerIP=outside), tenant_ns)
-    await eventually(lambda: _has_ip(tenant_client, tenant_ns, "greedy"), timeout=5)
+    await eventually(lambda: _has_ip(tenant_client, tenant_ns, "greedy"), timeout=20)
     assert await ingress_ips(tenant_client, tenant_ns, "greedy") != [outside]
     parent = await parent_of(parent_client, cluster, created)
     assert parent is not None and "lbipam.cilium.io/ips" not in parent["metadata"]["annotations"]
@@ -196,7 +196,7 @@ async def test_type_change_releases_and_other_classes_are_ignored(
     tenant_ns: str,
 ) -> None:
     created = await tenant_client.create(SERVICES, lb_service("flip"), tenant_ns)
-    await eventually(lambda: _has_ip(tenant_client, tenant_ns, "flip"), timeout=5)
+    await eventually(lambda: _has_ip(tenant_client, tenant_ns, "flip"), timeout=20)
     await tenant_client.patch(SERVICES, "flip", {"spec": {"type": "ClusterIP"}}, tenant_ns)
 
     async def released() -> bool:
@@ -220,7 +220,7 @@ async def test_type_change_releases_and_other_classes_are_ignored(
         SERVICES, lb_service("foreign", loadBalancerClass="example.com/someone-else"), tenant_ns
     )
     ours = await tenant_client.create(SERVICES, lb_service("ours", loadBalancerClass="example.com/ours"), tenant_ns)
-    await eventually(lambda: _has_ip(tenant_client, tenant_ns, "ours"), timeout=5)
+    await eventually(lambda: _has_ip(tenant_client, tenant_ns, "ours"), timeout=20)
     assert await parent_of(parent_client, cluster, foreign) is None
     assert await parent_of(parent_client, cluster, ours) is not None
     await delete_and_wait(tenant_client, tenant_ns, "ours")
@@ -342,12 +342,12 @@ async def test_ipam_failure_is_an_event(
     async def one_winner() -> bool:
         return [bool(await ingress_ips(tenant_client, tenant_ns, n)) for n in ("first", "second")].count(True) == 1
 
-    await eventually(one_winner, timeout=5)
+    await eventually(one_winner, timeout=20)
     winner, loser = ("first", "second") if await _has_ip(tenant_client, tenant_ns, "first") else ("second", "first")
-    await eventually(lambda: _has_reason(tenant_client, tenant_ns, loser, "IPAMRequestNotSatisfied"), timeout=5)
+    await eventually(lambda: _has_reason(tenant_client, tenant_ns, loser, "IPAMRequestNotSatisfied"), timeout=20)
     assert await ingress_ips(tenant_client, tenant_ns, loser) == []
     await delete_and_wait(tenant_client, tenant_ns, winner)
-    await eventually(lambda: _has_ip(tenant_client, tenant_ns, loser), timeout=5)  # freed, then granted
+    await eventually(lambda: _has_ip(tenant_client, tenant_ns, loser), timeout=20)  # freed, then granted
     await delete_and_wait(tenant_client, tenant_ns, loser)
 
 

@@ -22,7 +22,7 @@ from kube.resources import EVENTS, NAMESPACES, PERSISTENTVOLUMECLAIMS, PERSISTEN
 T = TypeVar("T")
 MI = 2**20
 DRIVER = "linstor.csi.linbit.com"
-TIMEOUT = 15.0
+TIMEOUT = 30.0
 
 
 async def eventually(probe: Callable[[], Awaitable[T]], check: Callable[[T], object], timeout: float = TIMEOUT) -> T:
