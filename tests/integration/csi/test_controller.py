@@ -249,7 +249,7 @@ async def test_list_volumes_pages(controller: Any) -> None:
 
 
 async def test_stale_volume_in_a_stopped_vms_spec_does_not_block_attaching_elsewhere(
-    controller: Any, vms: list[str], parent_client: Client, cluster: harness.Cluster
+    controller: Any, driver: Driver, vms: list[str], parent_client: Client, cluster: harness.Cluster
 ) -> None:
     ns = cluster.parent_namespace
     volume = (await controller.CreateVolume(create_request(unique()))).volume
@@ -261,6 +261,14 @@ async def test_stale_volume_in_a_stopped_vms_spec_does_not_block_attaching_elsew
     # The first VM goes down without a detach (node died): its VM spec still lists the volume.
     async with nodes.clients(cluster) as c:
         await nodes.stop_node(c, vms[0])
+    assert driver.parent is not None
+    parent_view = driver.parent
+
+    def stopped_seen() -> bool:  # the attacher would retry until then; we wait for the watch instead
+        vmi = parent_view.vmi(vms[0])
+        return vmi is not None and (vmi.get("status") or {}).get("phase") == "Succeeded"
+
+    assert await parent_view.changes.wait_for(stopped_seen, 10.0)
     try:
         await controller.ControllerPublishVolume(
             csi_pb2.ControllerPublishVolumeRequest(
