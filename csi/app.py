@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -51,7 +51,6 @@ class Options:
     health_bind: str = ":9808"
     metrics_bind: str = ":9809"
     linstor: LinstorSettings | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 async def resolve_node_id(tenant: Client, node_name: str, namespace: str) -> str:

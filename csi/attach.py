@@ -15,8 +15,8 @@ from csi import capabilities
 from csi._proto import csi_pb2
 from csi.config import DriverConfig
 from csi.errors import FailedPrecondition, InvalidArgument, OperationPending, VolumeNotFound
-from csi.ids import DEFAULT_BUS, InvalidID, disk_serial, parse_node_id
-from csi.parent import Parent, claim_name, vm_volume_names, vmi_volume_names, vmi_volume_phase
+from csi.ids import InvalidID, parse_node_id
+from csi.parent import Parent, bus_of, claim_name, serial_of, vm_volume_names, vmi_volume_names, vmi_volume_phase
 from csi.server import VolumeGuard
 from csi.volumes import Volumes
 from kube.client import Object
@@ -92,12 +92,12 @@ class Attachments:
 
     async def _add(self, vm: str, volume: Object) -> None:
         name = claim_name(volume)
-        bus = (volume["metadata"].get("annotations") or {}).get("tenant-cloud.io/bus", DEFAULT_BUS)
+        bus = bus_of(volume)
         source_kind = "dataVolume" if self.config.volume_kind == "DataVolume" else "persistentVolumeClaim"
         source = {"name": name} if source_kind == "dataVolume" else {"claimName": name}
         body = {
             "name": name,
-            "disk": {"name": name, "serial": disk_serial(volume["metadata"]["uid"], bus), "disk": {"bus": bus}},
+            "disk": {"name": name, "serial": serial_of(volume), "disk": {"bus": bus}},
             "volumeSource": {source_kind: {**source, "hotpluggable": True}},
         }
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from csi.config import DriverConfig
+from csi.ids import DEFAULT_BUS, disk_serial
 from kube.client import Client, Object
 from kube.errors import NotFound
 from kube.informer import Changes, Informer, label_indexer
@@ -26,6 +27,17 @@ SOURCE_VOLUME_LABEL = "tenant-cloud.io/source-volume"
 
 def _selector(labels: dict[str, str]) -> str | None:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or None
+
+
+BUS_ANNOTATION = "tenant-cloud.io/bus"
+
+
+def bus_of(volume: Object) -> str:
+    return str((volume["metadata"].get("annotations") or {}).get(BUS_ANNOTATION, DEFAULT_BUS))
+
+
+def serial_of(volume: Object) -> str:
+    return disk_serial(volume["metadata"]["uid"], bus_of(volume))
 
 
 def claim_name(volume: Object) -> str:

@@ -90,12 +90,13 @@ class LoggingInterceptor(grpc.aio.ServerInterceptor):
                     "%s -> %s: %s", method, code.name, error, extra={"fields": {"request": str(strip_secrets(request))}}
                 )
                 await context.abort(code, f"{type(error).__name__}: {error}")
-            log.debug(
-                "%s -> OK in %.1fms",
-                method,
-                (time.perf_counter() - started) * 1000,
-                extra={"fields": {"request": str(strip_secrets(request))}},
-            )
+            if log.isEnabledFor(logging.DEBUG):  # serialising every request on the hot path costs real time
+                log.debug(
+                    "%s -> OK in %.1fms",
+                    method,
+                    (time.perf_counter() - started) * 1000,
+                    extra={"fields": {"request": str(strip_secrets(request))}},
+                )
             return response
 
         return grpc.unary_unary_rpc_method_handler(

@@ -9,11 +9,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from csi._proto import csi_pb2
 from csi.config import DriverConfig
-from csi.errors import AlreadyExistsIncompatible, InvalidArgument, InvalidToken
+from csi.errors import AlreadyExistsIncompatible, InvalidArgument
 from csi.ids import parent_name, valid_name
 from csi.parent import SOURCE_VOLUME_LABEL, VOLUMESNAPSHOTS, Parent, claim_name
 from csi.server import VolumeGuard
-from csi.volumes import Volumes
+from csi.volumes import Volumes, page_start
 from kube.client import Object
 from kube.errors import NotFound
 from kube.quantity import parse_quantity
@@ -115,11 +115,7 @@ class Snapshots:
         # A snapshot being deleted (finalizers still on it) is gone as far as the CO is concerned.
         live = (s for s in snapshots if self.parent.owns(s) and not s["metadata"].get("deletionTimestamp"))
         snapshots = sorted(live, key=lambda s: s["metadata"]["name"])
-        start = 0
-        if request.starting_token:
-            if not request.starting_token.isdigit() or int(request.starting_token) > len(snapshots):
-                raise InvalidToken(f"starting_token {request.starting_token!r} is not valid")
-            start = int(request.starting_token)
+        start = page_start(request.starting_token, len(snapshots))
         end = start + request.max_entries if request.max_entries else len(snapshots)
         entries = [csi_pb2.ListSnapshotsResponse.Entry(snapshot=self._message(s)) for s in snapshots[start:end]]
         return csi_pb2.ListSnapshotsResponse(entries=entries, next_token=str(end) if end < len(snapshots) else "")

@@ -17,10 +17,10 @@ from csi.errors import (
     OutOfRange,
     VolumeNotFound,
 )
-from csi.ids import BUS_KEY, DEFAULT_BUS, SERIAL_KEY, SERIAL_LIMITS, disk_serial, node_id, parent_name, valid_name
+from csi.ids import BUS_KEY, DEFAULT_BUS, SERIAL_KEY, SERIAL_LIMITS, node_id, parent_name, valid_name
 from csi.linstor.health import Health
 from csi.linstor.view import LinstorView
-from csi.parent import Parent, claim_name, vmi_volume_phase
+from csi.parent import BUS_ANNOTATION, Parent, bus_of, claim_name, serial_of, vmi_volume_phase
 from csi.server import VolumeGuard
 from kube.client import Object
 from kube.errors import NotFound
@@ -107,7 +107,7 @@ class Volumes:
         storage: dict[str, Any] = {"resources": {"requests": {"storage": str(size)}}}
         if storage_class:
             storage["storageClassName"] = storage_class
-        annotations = {"tenant-cloud.io/bus": bus, REQUEST_NAME_ANNOTATION: request_name}
+        annotations = {BUS_ANNOTATION: bus, REQUEST_NAME_ANNOTATION: request_name}
         metadata: dict[str, Any] = {
             "name": name,
             "namespace": self.parent.namespace,
@@ -172,11 +172,10 @@ class Volumes:
         return volume if done else None
 
     def _volume_message(self, volume: Object, content_source: Any = None) -> Any:
-        bus = (volume["metadata"].get("annotations") or {}).get("tenant-cloud.io/bus", DEFAULT_BUS)
         message = csi_pb2.Volume(
             volume_id=volume["metadata"]["name"],
             capacity_bytes=volume_size(volume),
-            volume_context={BUS_KEY: bus, SERIAL_KEY: disk_serial(volume["metadata"]["uid"], bus)},
+            volume_context={BUS_KEY: bus_of(volume), SERIAL_KEY: serial_of(volume)},
         )
         if content_source is not None:
             message.content_source.CopyFrom(content_source)
@@ -252,7 +251,7 @@ class Volumes:
             (v for v in self.parent.volumes.store.values() if self.parent.owns(v, prefixed=True)),
             key=lambda v: v["metadata"]["name"],
         )
-        start = _page_start(request.starting_token, len(volumes))
+        start = page_start(request.starting_token, len(volumes))
         end = start + request.max_entries if request.max_entries else len(volumes)
         entries = []
         page = volumes[start:end]
@@ -331,7 +330,8 @@ def claim_capacity(claim: Object) -> int:
     return parse_quantity(((claim.get("status") or {}).get("capacity") or {}).get("storage", 0))
 
 
-def _page_start(token: str, total: int) -> int:
+def page_start(token: str, total: int) -> int:
+    """Where a ListVolumes/ListSnapshots page starts; a token we did not hand out is ABORTED, per the spec."""
     if not token:
         return 0
     if not token.isdigit() or int(token) > total:
