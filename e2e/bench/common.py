@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import statistics
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator, Sequence
 from pathlib import Path
 
 from e2e import cluster as harness
@@ -25,12 +26,23 @@ def harness_for(directory: Path | None) -> Iterator[harness.Cluster]:
             harness.down(Path(tmp))
 
 
-def rss_bytes() -> int:
-    """Resident set size of this process now (not the peak)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+def rss_bytes(pid: int | str = "self") -> int:
+    """Resident set size of a process now (not the peak); this one by default."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    raise RuntimeError(f"no VmRSS in /proc/{pid}/status")
+
+
+async def bounded(coroutines: Sequence[Awaitable[object]], limit: int) -> None:
+    """Await all, at most `limit` at a time (so a burst does not open thousands of connections)."""
+    gate = asyncio.Semaphore(limit)
+
+    async def run(coro: Awaitable[object]) -> None:
+        async with gate:
+            await coro
+
+    await asyncio.gather(*(run(c) for c in coroutines))
 
 
 def percentile(values: list[float], pct: float) -> float:

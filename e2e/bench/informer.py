@@ -16,10 +16,10 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from e2e.bench.common import harness_for, mib, rss_bytes
+from e2e.bench.common import bounded, harness_for, mib, rss_bytes
 from kube.client import Client
 from kube.config import from_kubeconfig
 from kube.errors import AlreadyExists
@@ -39,30 +39,20 @@ def _configmap(i: int) -> dict[str, object]:
     }
 
 
-async def _bounded(coroutines: Sequence[Awaitable[object]], limit: int) -> None:
-    gate = asyncio.Semaphore(limit)
-
-    async def run(coro: Awaitable[object]) -> None:
-        async with gate:
-            await coro
-
-    await asyncio.gather(*(run(c) for c in coroutines))
-
-
 async def populate(kubeconfig: Path, objects: int) -> float:
     async with Client.from_config(from_kubeconfig(kubeconfig), "tenant-cloud-bench", FAST) as api:
         with contextlib.suppress(AlreadyExists):
             await api.create(NAMESPACES, {"metadata": {"name": NAMESPACE}})
         existing = len((await api.list_all(CONFIGMAPS, NAMESPACE)).items)
         started = time.monotonic()
-        await _bounded([api.create(CONFIGMAPS, _configmap(i), NAMESPACE) for i in range(existing, objects)], 64)
+        await bounded([api.create(CONFIGMAPS, _configmap(i), NAMESPACE) for i in range(existing, objects)], 64)
         return time.monotonic() - started
 
 
 async def churn(kubeconfig: Path, objects: int, updates: int) -> float:
     async with Client.from_config(from_kubeconfig(kubeconfig), "tenant-cloud-bench", FAST) as api:
         started = time.monotonic()
-        await _bounded(
+        await bounded(
             [
                 api.patch(CONFIGMAPS, f"cm-{i % objects:05d}", {"data": {"rev": str(i)}}, NAMESPACE)
                 for i in range(updates)

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from e2e.bench.common import harness_for, mib, percentile
+from e2e.bench.common import bounded, harness_for, mib, percentile, rss_bytes
 from e2e.cluster import Cluster
 from e2e.cluster.components import ccm_command
 from e2e.cluster.controlplane import free_port
@@ -70,36 +70,19 @@ class CCM:
 
     def rss(self) -> int:
         assert self.proc is not None
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) * 1024
+        return rss_bytes(self.proc.pid)
+
+    def metric_sum(self, prefix: str) -> float:
+        """The sum of every sample whose line starts with `prefix`, from the ccm's /metrics."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
 
     def lb_writes(self) -> float:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("tenant_cloud_lb_writes_total{")
-        )
+        return self.metric_sum("tenant_cloud_lb_writes_total{")
 
     def reconciles(self) -> float:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith('controller_reconcile_total{controller="service"')
-        )
-
-
-async def _bounded(coroutines: list[Any], limit: int) -> None:
-    gate = asyncio.Semaphore(limit)
-
-    async def run(coro: Any) -> None:
-        async with gate:
-            await coro
-
-    await asyncio.gather(*(run(c) for c in coroutines))
+        return self.metric_sum('controller_reconcile_total{controller="service"')
 
 
 async def measure(cluster: Cluster, ccm: CCM, samples: int, burst: int) -> dict[str, Any]:
@@ -145,7 +128,7 @@ async def measure(cluster: Cluster, ccm: CCM, samples: int, burst: int) -> dict[
         for name in names:
             got_ip[name] = asyncio.Event()
         started = time.monotonic()
-        await _bounded([tenant.create(SERVICES, _service(n), NAMESPACE) for n in names], 64)
+        await bounded([tenant.create(SERVICES, _service(n), NAMESPACE) for n in names], 64)
         await asyncio.wait_for(asyncio.gather(*(got_ip[n].wait() for n in names)), 300)
         burst_seconds = time.monotonic() - started
         await asyncio.sleep(2)

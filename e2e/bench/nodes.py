@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from e2e.bench.common import harness_for, mib, percentile
+from e2e.bench.common import harness_for, mib, percentile, rss_bytes
 from e2e.cluster import Cluster, nodes
 from e2e.cluster.components import ccm_command
 from kube.client import Object
@@ -38,13 +38,6 @@ def _initialised(node: Object) -> bool:
         and bool(status.get("addresses"))
         and not any(t.get("key") == UNINITIALIZED for t in taints)
     )
-
-
-def _rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no RSS for pid {pid}")
 
 
 def _start_ccm(cluster: Cluster) -> subprocess.Popen[bytes]:
@@ -91,7 +84,7 @@ async def measure(cluster: Cluster, samples: int, total: int, pid: int) -> dict[
         await asyncio.wait_for(asyncio.gather(*(done[n].wait() for n in rest)), 120)
         bulk = time.monotonic() - bulk_started
         await asyncio.sleep(2)  # let the ccm settle before reading its memory
-        rss = _rss(pid)
+        rss = rss_bytes(pid)
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
         for name in done:
