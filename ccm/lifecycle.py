@@ -58,17 +58,7 @@ class NodeLifecycleController:
         self._watch()
 
     def _watch(self) -> None:
-        enqueue = self.controller.queue.add
-
-        def parent_changed(obj: dict[str, Any]) -> None:
-            for name in self.views.tenant_nodes_for(obj):
-                enqueue(name)
-
-        self.views.nodes.add_handlers(
-            lambda node: enqueue(node["metadata"]["name"]), lambda _old, new: enqueue(new["metadata"]["name"])
-        )
-        for informer in (self.views.vmis, self.views.vms):
-            informer.add_handlers(parent_changed, lambda _old, new: parent_changed(new), parent_changed)
+        self.views.enqueue_on_changes(self.controller.queue.add)
 
     async def reconcile(self, name: str) -> Result | None:
         node = self.views.nodes.store.get(name)

@@ -59,17 +59,7 @@ class NodeController:
 
     def _watch(self) -> None:
         enqueue = self.controller.queue.add
-
-        def node_changed(node: dict[str, Any]) -> None:
-            enqueue(node["metadata"]["name"])
-
-        def parent_changed(obj: dict[str, Any]) -> None:
-            for name in self.views.tenant_nodes_for(obj):
-                enqueue(name)
-
-        self.views.nodes.add_handlers(node_changed, lambda _old, new: node_changed(new))
-        for informer in (self.views.vmis, self.views.vms):
-            informer.add_handlers(parent_changed, lambda _old, new: parent_changed(new), parent_changed)
+        self.views.enqueue_on_changes(enqueue)
         if self.views.parent_nodes is not None:
 
             def parent_node_changed(old: dict[str, Any], new: dict[str, Any]) -> None:

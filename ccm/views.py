@@ -6,6 +6,7 @@ be matched to another cluster's VMI, whatever its name.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ccm.config import CloudConfig
@@ -68,6 +69,20 @@ class Views:
         """Names of tenant Nodes this VMI (or its VM, same name) may back: by name, instance id or hostname."""
         keys = [str((vmi_or_vm.get("metadata") or {}).get("name", "")), *_vmi_hostname(vmi_or_vm)]
         return {node["metadata"]["name"] for key in keys for node in self.nodes.store.by_index("instance", key)}
+
+    def enqueue_on_changes(self, enqueue: Callable[[str], None]) -> None:
+        """Call `enqueue(tenant node name)` whenever a Node, or a VMI or VM that may back one, changes."""
+
+        def node_changed(node: Object) -> None:
+            enqueue(node["metadata"]["name"])
+
+        def instance_changed(obj: Object) -> None:
+            for name in self.tenant_nodes_for(obj):
+                enqueue(name)
+
+        self.nodes.add_handlers(node_changed, lambda _old, new: node_changed(new))
+        for informer in (self.vmis, self.vms):
+            informer.add_handlers(instance_changed, lambda _old, new: instance_changed(new), instance_changed)
 
     def tenant_nodes_on_parent_node(self, parent_node: Object) -> set[str]:
         name = str((parent_node.get("metadata") or {}).get("name", ""))
