@@ -291,7 +291,7 @@ async def test_the_driver_s_whole_volume_lifecycle_runs_with_chart_rbac_only(
     snapshot_name = f"snapshot-{uuid.uuid4()}"
     request = csi_pb2.CreateSnapshotRequest(name=snapshot_name, source_volume_id=volume_id)
     taken = (await controller.CreateSnapshot(request)).snapshot
-    for _ in range(100):
+    for _ in range(600):  # up to 30 s: the snapshot simulator copies the image, slow on a loaded CI box
         if taken.ready_to_use:
             break
         await asyncio.sleep(0.05)

@@ -206,7 +206,7 @@ async def test_expand_snapshot_restore_and_clone(controller: Any) -> None:
             csi_pb2.CreateSnapshotRequest(name=snap_name, source_volume_id=volume.volume_id)
         )
     ).snapshot
-    for _ in range(100):
+    for _ in range(600):  # up to 30 s: the snapshot simulator copies the image, slow on a loaded CI box
         if snapshot.ready_to_use:
             break
         await asyncio.sleep(0.05)

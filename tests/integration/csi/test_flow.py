@@ -116,7 +116,7 @@ async def mounted(s: Stubs, volume: Any, block: bool, workdir: Path) -> AsyncIte
 async def snapshot_of(s: Stubs, volume_id: str) -> str:
     name = f"snapshot-{uuid.uuid4()}"
     request = csi_pb2.CreateSnapshotRequest(name=name, source_volume_id=volume_id)
-    for _ in range(200):
+    for _ in range(600):  # up to 30 s: the snapshot simulator copies the image, slow on a loaded CI box
         snapshot = (await s.controller.CreateSnapshot(request)).snapshot
         if snapshot.ready_to_use:
             return str(snapshot.snapshot_id)
