@@ -27,5 +27,6 @@ demo: bootstrap
 demo-down: bootstrap
 	$(PY) -m e2e.cluster down --dir $(DEMO_DIR)
 
+# Runs every benchmark on one harness and rewrites docs/benchmarks.md.
 bench: bootstrap
 	$(PY) -m e2e.bench

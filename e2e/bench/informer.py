@@ -135,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = {
         "objects": synced["objects"],
         "sync_seconds": round(synced["sync_seconds"], 3),
+        "create_seconds": round(created_in, 2),
+        "rss_before_sync_bytes": synced["rss_before"],
         "rss_after_sync_bytes": synced["rss_after"],
         "rss_per_object_bytes": round(per_object),
         "updates": args.updates,
