@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from kube.client import Client, Object
 from kube.controller import Controller, ControllerMetrics
-from kube.errors import AlreadyExists, ApiError, Invalid, NotFound
+from kube.errors import AlreadyExists, ApiError, Conflict, Invalid, NotFound
 from kube.events import EventRecorder
 from kube.informer import Informer, label_indexer
 from kube.resources import ENDPOINTSLICES, SERVICES
@@ -159,13 +159,26 @@ class LoadBalancerController:
             return
         metadata = tenant["metadata"]
         has_finalizer = FINALIZER in (metadata.get("finalizers") or [])
-        if metadata.get("deletionTimestamp") or not qualifies(tenant, self.config):
-            if has_finalizer:
-                await self._release(tenant)
-            return
-        if not has_finalizer:
-            tenant = await self._set_finalizer(tenant, add=True)  # before anything exists in the parent
-        await self._ensure(tenant)
+        releasing = bool(metadata.get("deletionTimestamp")) or not qualifies(tenant, self.config)
+        try:
+            if releasing:
+                if has_finalizer:
+                    await self._release(tenant)
+                return
+            if not has_finalizer:
+                tenant = await self._set_finalizer(tenant, add=True)  # before anything exists in the parent
+            await self._ensure(tenant)
+        except Conflict:
+            raise  # our cache was behind; the retry reads the newer object, nothing for the tenant to see
+        except ApiError as error:
+            # The tenant sees why its load balancer lags (a parent outage, say); the queue retries with backoff.
+            reason, doing = (
+                ("DeleteLoadBalancerFailed", "deleting") if releasing else ("SyncLoadBalancerFailed", "syncing")
+            )
+            self.events.warning(
+                tenant, reason, f"Error {doing} load balancer: {error.reason or error.status}; retrying"
+            )
+            raise
 
     async def _ensure(self, tenant: Object) -> None:
         namespace, name = tenant["metadata"]["namespace"], tenant["metadata"]["name"]
