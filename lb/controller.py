@@ -47,6 +47,11 @@ def _key(obj: Object) -> str:
     return f"{metadata.get('namespace')}/{metadata.get('name')}"
 
 
+def _tenant_index(parent: Object) -> list[str]:
+    key = tenant_key(parent)
+    return [key] if key else []
+
+
 class LoadBalancerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.writes = Counter(
@@ -83,7 +88,9 @@ class LoadBalancerController:
         self.metrics = LoadBalancerMetrics(registry)
         ours = f"{scope.cluster_label}={scope.cluster_name}"
         self.services = Informer(tenant, SERVICES)
-        self.parent_services = Informer(parent, SERVICES, namespace=scope.namespace, label_selector=ours)
+        self.parent_services = Informer(
+            parent, SERVICES, namespace=scope.namespace, label_selector=ours, indexers={"tenant": _tenant_index}
+        )
         self.tenant_slices: Informer | None = None
         self.parent_slices: Informer | None = None
         if self.config.owns_endpoints:
@@ -190,6 +197,7 @@ class LoadBalancerController:
                 self.events.warning(tenant, reason, message)
             return
         parent_name = desired["metadata"]["name"]
+        await self._delete_parent_objects(namespace, name, keep=parent_name)
         current = self.parent_services.store.get(f"{self.scope.namespace}/{parent_name}")
         if current is None:
             current = await self._unwatched_parent(parent_name)
@@ -322,10 +330,14 @@ class LoadBalancerController:
         self._ipam_reported.pop(metadata.get("uid", ""), None)
         self.events.normal(tenant, "DeletedLoadBalancer", "deleted the parent load balancer")
 
-    async def _delete_parent_objects(self, namespace: str, name: str) -> None:
-        """Delete this tenant Service's parent Services and their slices, checking ownership."""
-        for parent in list(self.parent_services.store.values()):
-            if self.scope.owned_by(parent, namespace, name):
+    async def _delete_parent_objects(self, namespace: str, name: str, keep: str = "") -> None:
+        """Delete this tenant Service's parent Services and their slices, checking ownership; `keep` is spared.
+
+        Parent Services of an earlier tenant Service of the same name (deleted and made again while our watch
+        was away, so its own deletion was never seen) go too: their names carry the old UID.
+        """
+        for parent in self.parent_services.store.by_index("tenant", f"{namespace}/{name}"):
+            if parent["metadata"]["name"] != keep and self.scope.owned_by(parent, namespace, name):
                 await self._delete_parent_service(parent)
 
     async def _delete_parent_service(self, parent: Object) -> None:
