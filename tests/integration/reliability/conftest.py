@@ -38,18 +38,25 @@ def storage_class_body(name: str) -> Object:
 
 
 @pytest.fixture(scope="session")
-async def parent_storage_class(parent_client: Client) -> str:
+async def parent_storage_class(parent_client: Client) -> AsyncIterator[str]:
     await parent_client.apply(STORAGECLASSES, storage_class_body(STORAGE_CLASS), force=True)
-    return STORAGE_CLASS
+    yield STORAGE_CLASS
+    with contextlib.suppress(NotFound):
+        await parent_client.delete(STORAGECLASSES, STORAGE_CLASS)
 
 
-@pytest.fixture
-def enforcement(tmp_path: Path) -> Path:
-    path = tmp_path / "enforcement.yaml"
+def enforcement_file(directory: Path) -> Path:
+    """The driver's storage-class enforcement: our two classes only."""
+    path = directory / "enforcement.yaml"
     path.write_text(
         yaml.safe_dump({"allowAll": False, "allowDefault": False, "allowList": [STORAGE_CLASS, LATE_STORAGE_CLASS]})
     )
     return path
+
+
+@pytest.fixture
+def enforcement(tmp_path: Path) -> Path:
+    return enforcement_file(tmp_path)
 
 
 def scenario_name(prefix: str) -> str:

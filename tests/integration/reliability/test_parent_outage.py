@@ -26,6 +26,7 @@ from kube.resources import SERVICES
 from tests.integration.reliability.components import ccm_component, csi_component, stopped_at_exit
 from tests.integration.reliability.conftest import (
     STORAGE_CLASS,
+    enforcement_file,
     ip_pool,
     lb_service,
     scenario_name,
@@ -92,10 +93,8 @@ async def outage(
 ) -> AsyncIterator[Outage]:
     workdir = tmp_path_factory.mktemp("outage")
     name = scenario_name("outage")
-    enforcement = workdir / "enforcement.yaml"
-    enforcement.write_text(f"allowAll: false\nallowDefault: false\nallowList: [{STORAGE_CLASS}]\n")
     ccm = ccm_component(cluster, workdir, "ccm", name, lease=f"{name}-ccm")
-    csi = csi_component(cluster, workdir, "csi", name, enforcement)
+    csi = csi_component(cluster, workdir, "csi", name, enforcement_file(workdir))
     async with (
         ip_pool(parent_client, name, [{"cidr": "100.71.0.0/24"}]),
         tenant_namespaces(tenant_client, parent_client, cluster, name, "outage-new", "outage-old") as (new_ns, old_ns),

@@ -62,11 +62,12 @@ async def test_deletions_missed_by_an_expired_watch_are_found_by_the_relist(
             finally:
                 ccm.resume()
 
-            await converge(
+            took = await converge(
                 lambda: service_problems(tenant_client, parent_client, cluster, name, only_ours),
                 90,
                 "Services after the relist",
             )
+            print(f"\nconverged {took:.1f}s after the frozen ccm was resumed against a compacted tenant")
             assert EXPIRED in ccm.log_text(), "the ccm's Service watch did not expire; nothing was tested"
         parents = {p["metadata"]["name"] for p in await parent_services(parent_client, cluster, name)}
         assert parent_service_name(reborn_before) not in parents
