@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 DEMO_DIR ?= .demo
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: bootstrap lint unit test demo demo-down bench
+.PHONY: bootstrap lint unit test test-long demo demo-down bench
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -20,6 +20,10 @@ unit: bootstrap
 # The README's test command: lint, unit and integration tests on the real harness.
 test: lint
 	$(PY) -m pytest
+
+# The full-size reliability load run (1000 Services, 200 volumes), left out of `make test`.
+test-long: bootstrap
+	$(PY) -m pytest -m long
 
 demo: bootstrap
 	$(PY) -m e2e.demo --dir $(DEMO_DIR)

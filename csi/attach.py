@@ -16,7 +16,16 @@ from csi._proto import csi_pb2
 from csi.config import DriverConfig
 from csi.errors import FailedPrecondition, InvalidArgument, OperationPending, VolumeNotFound
 from csi.ids import InvalidID, parse_node_id
-from csi.parent import Parent, bus_of, claim_name, serial_of, vm_volume_names, vmi_volume_names, vmi_volume_phase
+from csi.parent import (
+    Parent,
+    bus_of,
+    claim_name,
+    hotplug_progress,
+    serial_of,
+    vm_volume_names,
+    vmi_volume_names,
+    vmi_volume_phase,
+)
 from csi.server import VolumeGuard
 from csi.volumes import Volumes
 from kube.client import Object
@@ -75,7 +84,8 @@ class Attachments:
                     lambda: self._attached(vm, request.volume_id), self.config.attach_timeout
                 )
                 if not attached:
-                    raise OperationPending(f"volume {request.volume_id} is not attached to {vm} yet")
+                    progress = hotplug_progress(self.parent.vmi(vm), request.volume_id)
+                    raise OperationPending(f"volume {request.volume_id} is not attached to {vm} yet: {progress}")
         return csi_pb2.ControllerPublishVolumeResponse(publish_context={})
 
     async def _check_single_node(self, volume: str, vm: str) -> None:
@@ -127,7 +137,8 @@ class Attachments:
                 lambda: self._detached(vm, request.volume_id), self.config.attach_timeout
             )
             if not done:
-                raise OperationPending(f"volume {request.volume_id} is still attached to {vm}")
+                progress = hotplug_progress(self.parent.vmi(vm), request.volume_id)
+                raise OperationPending(f"volume {request.volume_id} is still attached to {vm}: {progress}")
         return csi_pb2.ControllerUnpublishVolumeResponse()
 
     async def _remove(self, vm: str, volume: str) -> None:

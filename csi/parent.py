@@ -54,11 +54,38 @@ def vmi_volume_names(vmi: Object) -> set[str]:
     return {v.get("name", "") for v in (vmi.get("spec") or {}).get("volumes") or []}
 
 
-def vmi_volume_phase(vmi: Object, name: str) -> str | None:
+def vmi_volume_status(vmi: Object, name: str) -> Object | None:
     for status in (vmi.get("status") or {}).get("volumeStatus") or []:
         if status.get("name") == name:
-            return str(status.get("phase") or "")
+            return dict(status)
     return None
+
+
+def vmi_volume_phase(vmi: Object, name: str) -> str | None:
+    status = vmi_volume_status(vmi, name)
+    return None if status is None else str(status.get("phase") or "")
+
+
+def hotplug_progress(vmi: Object | None, name: str) -> str:
+    """Where KubeVirt is with a hot-plugged volume, in its own words (phase, reason, message)."""
+    if vmi is None:
+        return "the VM has no running instance"
+    status = vmi_volume_status(vmi, name)
+    if status is None:
+        return "not in the VMI's volumeStatus"
+    said = ": ".join(str(status[k]) for k in ("reason", "message") if status.get(k))
+    return f"{status.get('phase') or 'no phase'}" + (f" ({said})" if said else "")
+
+
+def volume_progress(volume: Object) -> str:
+    """Where CDI is with a parent volume: its phase and what its conditions that are not True say."""
+    status = volume.get("status") or {}
+    parts = [f"phase {status.get('phase') or 'unknown'}"]
+    for condition in status.get("conditions") or []:
+        said = ": ".join(str(condition[k]) for k in ("reason", "message") if condition.get(k))
+        if condition.get("status") != "True" and said:
+            parts.append(f"{condition.get('type')} {said}")
+    return "; ".join(parts)
 
 
 class Parent:

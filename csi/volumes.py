@@ -20,7 +20,7 @@ from csi.errors import (
 from csi.ids import BUS_KEY, DEFAULT_BUS, SERIAL_KEY, SERIAL_LIMITS, node_id, parent_name, valid_name
 from csi.linstor.health import Health
 from csi.linstor.view import LinstorView
-from csi.parent import BUS_ANNOTATION, Parent, bus_of, claim_name, serial_of, vmi_volume_phase
+from csi.parent import BUS_ANNOTATION, Parent, bus_of, claim_name, serial_of, vmi_volume_phase, volume_progress
 from csi.server import VolumeGuard
 from kube.client import Object
 from kube.errors import NotFound
@@ -147,7 +147,9 @@ class Volumes:
                 self._same_request(volume, size, storage_class, source)
             ready = await self.parent.changes.wait_for(lambda: self._ready(volume_name), self.config.provision_timeout)
             if ready is None:
-                raise OperationPending(f"parent volume {volume_name} is not ready yet")
+                current = self.parent.volume(volume_name)
+                progress = volume_progress(current) if current is not None else "not seen by our watch yet"
+                raise OperationPending(f"parent volume {volume_name} is not ready yet: {progress}")
         return csi_pb2.CreateVolumeResponse(volume=self._volume_message(ready, request.volume_content_source))
 
     def _same_request(self, volume: Object, size: int, storage_class: str, source: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from kube.client import Client, Object
 from kube.controller import Controller, ControllerMetrics
-from kube.errors import AlreadyExists, ApiError, Invalid, NotFound
+from kube.errors import AlreadyExists, ApiError, Conflict, Invalid, NotFound
 from kube.events import EventRecorder
 from kube.informer import Informer, label_indexer
 from kube.resources import ENDPOINTSLICES, SERVICES
@@ -45,6 +45,11 @@ NAME = "service"
 def _key(obj: Object) -> str:
     metadata = obj.get("metadata") or {}
     return f"{metadata.get('namespace')}/{metadata.get('name')}"
+
+
+def _tenant_index(parent: Object) -> list[str]:
+    key = tenant_key(parent)
+    return [key] if key else []
 
 
 class LoadBalancerMetrics:
@@ -83,7 +88,9 @@ class LoadBalancerController:
         self.metrics = LoadBalancerMetrics(registry)
         ours = f"{scope.cluster_label}={scope.cluster_name}"
         self.services = Informer(tenant, SERVICES)
-        self.parent_services = Informer(parent, SERVICES, namespace=scope.namespace, label_selector=ours)
+        self.parent_services = Informer(
+            parent, SERVICES, namespace=scope.namespace, label_selector=ours, indexers={"tenant": _tenant_index}
+        )
         self.tenant_slices: Informer | None = None
         self.parent_slices: Informer | None = None
         if self.config.owns_endpoints:
@@ -159,13 +166,26 @@ class LoadBalancerController:
             return
         metadata = tenant["metadata"]
         has_finalizer = FINALIZER in (metadata.get("finalizers") or [])
-        if metadata.get("deletionTimestamp") or not qualifies(tenant, self.config):
-            if has_finalizer:
-                await self._release(tenant)
-            return
-        if not has_finalizer:
-            tenant = await self._set_finalizer(tenant, add=True)  # before anything exists in the parent
-        await self._ensure(tenant)
+        releasing = bool(metadata.get("deletionTimestamp")) or not qualifies(tenant, self.config)
+        try:
+            if releasing:
+                if has_finalizer:
+                    await self._release(tenant)
+                return
+            if not has_finalizer:
+                tenant = await self._set_finalizer(tenant, add=True)  # before anything exists in the parent
+            await self._ensure(tenant)
+        except Conflict:
+            raise  # our cache was behind; the retry reads the newer object, nothing for the tenant to see
+        except ApiError as error:
+            # The tenant sees why its load balancer lags (a parent outage, say); the queue retries with backoff.
+            reason, doing = (
+                ("DeleteLoadBalancerFailed", "deleting") if releasing else ("SyncLoadBalancerFailed", "syncing")
+            )
+            self.events.warning(
+                tenant, reason, f"Error {doing} load balancer: {error.reason or error.status}; retrying"
+            )
+            raise
 
     async def _ensure(self, tenant: Object) -> None:
         namespace, name = tenant["metadata"]["namespace"], tenant["metadata"]["name"]
@@ -177,6 +197,7 @@ class LoadBalancerController:
                 self.events.warning(tenant, reason, message)
             return
         parent_name = desired["metadata"]["name"]
+        await self._delete_parent_objects(namespace, name, keep=parent_name)
         current = self.parent_services.store.get(f"{self.scope.namespace}/{parent_name}")
         if current is None:
             current = await self._unwatched_parent(parent_name)
@@ -309,10 +330,14 @@ class LoadBalancerController:
         self._ipam_reported.pop(metadata.get("uid", ""), None)
         self.events.normal(tenant, "DeletedLoadBalancer", "deleted the parent load balancer")
 
-    async def _delete_parent_objects(self, namespace: str, name: str) -> None:
-        """Delete this tenant Service's parent Services and their slices, checking ownership."""
-        for parent in list(self.parent_services.store.values()):
-            if self.scope.owned_by(parent, namespace, name):
+    async def _delete_parent_objects(self, namespace: str, name: str, keep: str = "") -> None:
+        """Delete this tenant Service's parent Services and their slices, checking ownership; `keep` is spared.
+
+        Parent Services of an earlier tenant Service of the same name (deleted and made again while our watch
+        was away, so its own deletion was never seen) go too: their names carry the old UID.
+        """
+        for parent in self.parent_services.store.by_index("tenant", f"{namespace}/{name}"):
+            if parent["metadata"]["name"] != keep and self.scope.owned_by(parent, namespace, name):
                 await self._delete_parent_service(parent)
 
     async def _delete_parent_service(self, parent: Object) -> None:

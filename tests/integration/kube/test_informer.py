@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
-import urllib.request
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -13,6 +10,7 @@ from e2e import cluster as harness
 from kube.client import Client, Object
 from kube.informer import Informer, InformerSettings, label_indexer, synced_check
 from kube.resources import CONFIGMAPS
+from tests.integration.etcd import compact_etcd
 
 FAST = InformerSettings(backoff_base=0.05, backoff_cap=0.5, inactivity_timeout=20)
 
@@ -100,18 +98,6 @@ async def test_watch_survives_apiserver_restart(
         assert informer.relists >= relists
 
 
-def _compact_etcd(cluster: harness.Cluster) -> int:
-    """Compact the parent's etcd up to its current revision through etcd's JSON gateway."""
-    base = cluster.parent.etcd_url
-    range_request = json.dumps({"key": base64.b64encode(b"/").decode()}).encode()
-    with urllib.request.urlopen(urllib.request.Request(f"{base}/v3/kv/range", data=range_request)) as response:
-        revision = int(json.load(response)["header"]["revision"])
-    compact = json.dumps({"revision": str(revision), "physical": True}).encode()
-    with urllib.request.urlopen(urllib.request.Request(f"{base}/v3/kv/compaction", data=compact)) as response:
-        response.read()
-    return revision
-
-
 async def test_expired_resource_version_relists_and_reports_deletes(
     parent_client: Client, namespace: str, cluster: harness.Cluster
 ) -> None:
@@ -127,7 +113,7 @@ async def test_expired_resource_version_relists_and_reports_deletes(
     await parent_client.create(CONFIGMAPS, configmap("new"), namespace)
     for i in range(5):
         await parent_client.patch(CONFIGMAPS, "stays", {"data": {"v": str(i)}}, namespace)
-    await asyncio.to_thread(_compact_etcd, cluster)
+    await asyncio.to_thread(compact_etcd, cluster.parent)
     await asyncio.to_thread(harness.restart_apiserver, cluster.dir, "parent", 0.0)  # empty watch cache
     relists = informer.relists
     informer.synced.clear()
