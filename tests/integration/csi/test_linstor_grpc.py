@@ -3,6 +3,7 @@ RPC works the same without LINSTOR or while it is down."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -117,6 +118,18 @@ async def test_capacity_is_advertised_and_follows_the_pools(controller: Any, lin
                 {"total_capacity": DEFAULT_POOL_KIB, "free_capacity": None},
             )
     assert await capacity(controller) == before
+
+
+async def unpublish(controller: Any, volume_id: str, node_id: str) -> None:
+    request = csi_pb2.ControllerUnpublishVolumeRequest(volume_id=volume_id, node_id=node_id)
+    await controller.ControllerUnpublishVolume(request)
+
+
+async def discard(controller: Any, volume_id: str, node_id: str) -> None:
+    """Teardown that works after a failure too: detach (a no-op when detached), then delete."""
+    with contextlib.suppress(grpc.aio.AioRpcError):
+        await unpublish(controller, volume_id, node_id)
+    await controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume_id))
 
 
 async def conditions(controller: Any, volume_id: str) -> list[Any]:
@@ -246,11 +259,9 @@ async def test_every_rpc_works_without_linstor(
             assert time.monotonic() - started < driver_config(cluster).attach_timeout
             got = await controller.ControllerGetVolume(csi_pb2.ControllerGetVolumeRequest(volume_id=volume.volume_id))
             assert list(got.status.published_node_ids) == [node_id]
-            await controller.ControllerUnpublishVolume(
-                csi_pb2.ControllerUnpublishVolumeRequest(volume_id=volume.volume_id, node_id=node_id)
-            )
+            await unpublish(controller, volume.volume_id, node_id)
         finally:
-            await controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume.volume_id))
+            await discard(controller, volume.volume_id, node_id)
         if driver.linstor is not None:
             await driver.linstor.settle()  # locality tried in the background and gave up quietly
             assert driver.linstor.outage.down is (settings is not None)

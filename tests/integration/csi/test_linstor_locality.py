@@ -37,6 +37,8 @@ from tests.integration.csi.test_linstor_grpc import (
     conditions,
     create_volume,
     definition_of,
+    discard,
+    unpublish,
 )
 
 POOL = "data"  # the storagePool of the harness's parent class
@@ -136,11 +138,6 @@ async def publish(controller: Any, volume_id: str, node_id: str, capability: Any
     return await controller.ControllerPublishVolume(request)
 
 
-async def unpublish(controller: Any, volume_id: str, node_id: str) -> None:
-    request = csi_pb2.ControllerUnpublishVolumeRequest(volume_id=volume_id, node_id=node_id)
-    await controller.ControllerUnpublishVolume(request)
-
-
 def replica_states(replicas: list[dict[str, Any]]) -> dict[str, tuple[bool, str | None]]:
     """node -> (diskful?, disk state)."""
     return {
@@ -208,7 +205,7 @@ async def test_publish_on_a_replica_less_node_asks_for_exactly_one_diskful_repli
         # Detaching removes no replica either: the local one stays for the next attach.
         assert replica_states(await lab.linstor.replicas(definition)) == replica_states(local)
     finally:
-        await controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume.volume_id))
+        await discard(controller, volume.volume_id, node_id)
     # Nothing ever asked LINSTOR to delete or shrink anything.
     writes = [
         c for c in await lab.linstor.calls() if c["method"] not in ("GET",) and "query-size-info" not in c["path"]
@@ -239,11 +236,13 @@ async def test_a_diskless_replica_on_the_vms_node_gets_a_disk(lab: Lab, prefer: 
         assert f"which held only a diskless replica of parent volume {definition}" in recorded[0]["message"]
         await unpublish(controller, volume.volume_id, lab.node_id(vm))
     finally:
-        await controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume.volume_id))
-        async with nodes.clients(lab.cluster) as c:
-            await nodes.remove_node(c, vm)
-        with contextlib.suppress(NotFound):
-            await lab.parent.delete(NODES, witness)
+        try:
+            await discard(controller, volume.volume_id, lab.node_id(vm))
+        finally:
+            async with nodes.clients(lab.cluster) as c:
+                await nodes.remove_node(c, vm)
+            with contextlib.suppress(NotFound):
+                await lab.parent.delete(NODES, witness)
 
 
 @pytest.mark.parametrize("why", ["locality off", "no storage pool on the node"])
@@ -262,7 +261,7 @@ async def test_nothing_is_asked_when_locality_is_off_or_the_class_cannot_place_t
             assert await lab.events(f"data-{index}") == []
             await unpublish(controller, volume.volume_id, lab.node_id(vm))
         finally:
-            await controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume.volume_id))
+            await discard(controller, volume.volume_id, lab.node_id(vm))
 
 
 async def rwx_block_volume(lab: Lab) -> str:
@@ -343,4 +342,4 @@ async def test_live_migration_of_an_rwx_block_volume_needs_two_primaries(lab: La
         await unpublish(controller, volume_id, lab.node_id(lab.vm))
     finally:
         await set_migration(lab, lab.vm, None, node=lab.with_pool)
-        await controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume_id))
+        await discard(controller, volume_id, lab.node_id(lab.vm))
