@@ -120,7 +120,7 @@ class Driver:
         tenant = Client.from_config(kube_config.load(self.options.tenant_kubeconfig), FIELD_MANAGER)
         self.clients.append(tenant)
         events = TenantVolumeEvents(tenant, self.options.config.driver_name)
-        self.linstor.add_listener(events.health_changed)
+        events.follow(self.linstor)
         return [asyncio.create_task(events.run())]
 
     async def _node_service(self) -> NodeService:

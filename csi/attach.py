@@ -2,7 +2,8 @@
 
 Attached means: in the VM's spec AND Ready in the VMI's volumeStatus. Detached means: in neither the VM's
 nor the VMI's spec or status. Waits are bounded; past the bound the call returns UNAVAILABLE and the
-external-attacher retries, instead of an RPC that blocks for minutes.
+external-attacher retries, instead of an RPC that blocks for minutes. With LINSTOR data locality on, a successful
+publish also starts, in the background, a diskful replica on the VM's parent node (csi/linstor/locality.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from csi._proto import csi_pb2
 from csi.config import DriverConfig
 from csi.errors import FailedPrecondition, InvalidArgument, OperationPending, VolumeNotFound
 from csi.ids import InvalidID, parse_node_id
+from csi.linstor.locality import Locality
 from csi.parent import (
     Parent,
     bus_of,
@@ -37,11 +39,19 @@ ALREADY_PRESENT = ("already exists", "already in", "already attached")
 
 
 class Attachments:
-    def __init__(self, parent: Parent, volumes: Volumes, config: DriverConfig, guard: VolumeGuard) -> None:
+    def __init__(
+        self,
+        parent: Parent,
+        volumes: Volumes,
+        config: DriverConfig,
+        guard: VolumeGuard,
+        locality: Locality | None = None,
+    ) -> None:
         self.parent = parent
         self.volumes = volumes
         self.config = config
         self.guard = guard
+        self.locality = locality
 
     def _vm_name(self, node: str) -> str:
         try:
@@ -86,7 +96,15 @@ class Attachments:
                 if not attached:
                     progress = hotplug_progress(self.parent.vmi(vm), request.volume_id)
                     raise OperationPending(f"volume {request.volume_id} is not attached to {vm} yet: {progress}")
+            # Attached: the VMI (and the parent node it runs on) is known for sure.
+            self._prefer_local(request.volume_id, volume, vm)
         return csi_pb2.ControllerPublishVolumeResponse(publish_context={})
+
+    def _prefer_local(self, volume_id: str, volume: Object, vm: str) -> None:
+        """Fire and forget: the publish neither waits for locality nor depends on its outcome."""
+        node = ((self.parent.vmi(vm) or {}).get("status") or {}).get("nodeName")
+        if self.locality is not None and node:
+            self.locality.prefer_local(volume_id, claim_name(volume), str(node), vm)
 
     async def _check_single_node(self, volume: str, vm: str) -> None:
         """RWO: another running VMI using the volume is a conflict; a stale VM-spec entry elsewhere is cleaned."""

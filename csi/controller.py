@@ -8,6 +8,8 @@ from csi._proto import csi_pb2, csi_pb2_grpc
 from csi.attach import Attachments
 from csi.config import DriverConfig
 from csi.errors import OperationPending, Unimplemented
+from csi.linstor.locality import Locality
+from csi.linstor.migration import parent_nodes
 from csi.linstor.view import LinstorView
 from csi.parent import Parent
 from csi.server import VolumeGuard
@@ -40,8 +42,13 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         guard = guard or VolumeGuard()
         self.config = config
         self.linstor = linstor if linstor is not None and linstor.configured else None
+        locality = None
+        if self.linstor is not None:
+            # Where each volume is used (VMI nodes, migration targets): LINSTOR alone cannot tell.
+            self.linstor.attached_nodes = lambda claim: parent_nodes(parent.vmis_using(claim))
+            locality = Locality(self.linstor)
         self.volumes = Volumes(parent, config, guard, self.linstor)
-        self.attachments = Attachments(parent, self.volumes, config, guard)
+        self.attachments = Attachments(parent, self.volumes, config, guard, locality)
         self.snapshots = Snapshots(parent, self.volumes, config, guard)
 
     @property

@@ -1,8 +1,13 @@
-"""A thin async client of the three LINSTOR REST endpoints we read, with controller failover and one deadline.
+"""A thin async client of the few LINSTOR REST endpoints we use, with controller failover and one deadline.
 
     GET  /v1/view/resources?resources=<rd>...       replicas with flags, DRBD layer and volume disk states
     POST /v1/resource-groups/{rg}/query-size-info    what the next spawn in a resource group could get
     GET  /v1/view/storage-pools?storage_pools=<sp>   free and total KiB per pool and node
+    GET  /v1/resource-definitions?resource_definitions=<rd>   a definition's group and properties
+    GET  /v1/resource-groups?resource_groups=<rg>              a group's properties
+    POST /v1/resource-definitions/{rd}/resources/{node}/make-available   the only write: add a replica there
+
+Nothing here deletes or shrinks anything: the client has no call that could remove a replica.
 
 Controllers are tried in order, starting with the last one that answered; connection failures and 502/503/504
 move on to the next, any other error status is the answer. The whole call, failover included, is bounded by
@@ -36,6 +41,9 @@ from csi.linstor.models import (
     QuerySizeInfoRequest,
     QuerySizeInfoResponse,
     Resource,
+    ResourceDefinition,
+    ResourceGroup,
+    ResourceMakeAvailable,
     StoragePool,
 )
 from csi.linstor.settings import LinstorSettings, ssl_context, tls_files
@@ -52,6 +60,8 @@ _RESOURCES: TypeAdapter[list[Resource]] = TypeAdapter(list[Resource])
 _POOLS: TypeAdapter[list[StoragePool]] = TypeAdapter(list[StoragePool])
 _SIZE_INFO: TypeAdapter[QuerySizeInfoResponse] = TypeAdapter(QuerySizeInfoResponse)
 _REPLIES: TypeAdapter[list[ApiCallRc]] = TypeAdapter(list[ApiCallRc])
+_DEFINITIONS: TypeAdapter[list[ResourceDefinition]] = TypeAdapter(list[ResourceDefinition])
+_GROUPS: TypeAdapter[list[ResourceGroup]] = TypeAdapter(list[ResourceGroup])
 
 
 def _parse(adapter: TypeAdapter[T], body: Any, what: str) -> T:
@@ -114,10 +124,30 @@ class LinstorClient:
         body = await self._request("POST", path, json=QuerySizeInfoRequest(select_filter=select))
         return _parse(_SIZE_INFO, body, "size info")
 
-    async def storage_pools(self, names: Sequence[str] = ()) -> list[StoragePool]:
-        params = [("storage_pools", name) for name in names]
+    async def storage_pools(self, names: Sequence[str] = (), nodes: Sequence[str] = ()) -> list[StoragePool]:
+        params = [("storage_pools", name) for name in names] + [("nodes", node) for node in nodes]
         body = await self._request("GET", "/v1/view/storage-pools", params=params)
         return _parse(_POOLS, body, "storage pool list")
+
+    async def resource_definitions(self, names: Sequence[str]) -> list[ResourceDefinition]:
+        params = [("resource_definitions", name) for name in names]
+        body = await self._request("GET", "/v1/resource-definitions", params=params)
+        return _parse(_DEFINITIONS, body, "resource definition list")
+
+    async def resource_groups(self, names: Sequence[str]) -> list[ResourceGroup]:
+        params = [("resource_groups", name) for name in names]
+        body = await self._request("GET", "/v1/resource-groups", params=params)
+        return _parse(_GROUPS, body, "resource group list")
+
+    async def make_available(self, definition: str, node: str, *, diskful: bool) -> tuple[str, ...]:
+        """Deploy `definition` on `node` (or give its diskless resource a disk); LINSTOR's reply messages.
+
+        LINSTOR picks the storage pool with the resource group's autoplace settings and answers 404 when none
+        on the node fits; a resource already deployed as asked is a success that changes nothing.
+        """
+        path = f"/v1/resource-definitions/{quote(definition, safe='')}/resources/{quote(node, safe='')}/make-available"
+        body = await self._request("POST", path, json=ResourceMakeAvailable(diskful=diskful))
+        return _messages(body)
 
     # -- transport -------------------------------------------------------------------------------------------
 

@@ -1,15 +1,16 @@
-"""Health changes of parent volumes as Events on the tenant PVCs that use them.
+"""Health changes of parent volumes, and what data locality did for them, as Events on the tenant PVCs.
 
 Driven by what the controller already computes when the sidecars ask (ListVolumes, ControllerGetVolume): no
 polling of its own. An Event is recorded when a volume is first seen abnormal, when it turns abnormal or healthy,
-and when the reason it is abnormal changes; a volume that is simply healthy produces none.
+and when the reason it is abnormal changes; a volume that is simply healthy produces none. Locality notices
+(a replica requested on the VM's node, or refused) are recorded once each, as they happen.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cachetools import LRUCache
 
@@ -19,11 +20,16 @@ from kube.events import NORMAL, WARNING, EventRecorder
 from kube.informer import Informer, run_informers
 from kube.resources import PERSISTENTVOLUMES
 
+if TYPE_CHECKING:
+    from csi.linstor.view import LinstorView
+
 ABNORMAL_REASON = "ParentVolumeAbnormal"
 HEALTHY_REASON = "ParentVolumeHealthy"
 BY_VOLUME_HANDLE = "volume-handle"
 
 HealthListener = Callable[[str, Health | None, Health], None]
+# (volume ID, Event type, reason, message): something the driver did to a volume, worth telling its tenant.
+NoticeListener = Callable[[str, str, str, str], None]
 
 
 class HealthTransitions:
@@ -86,13 +92,22 @@ class TenantVolumeEvents:
     def informers(self) -> list[Informer]:
         return [self.volumes]
 
+    def follow(self, view: LinstorView) -> None:
+        """Record what `view` reports: health changes and locality notices."""
+        view.add_listener(self.health_changed)
+        view.add_notice_listener(self.notice)
+
     def health_changed(self, volume_id: str, previous: Health | None, current: Health) -> None:
         """A HealthListener: one Event on each tenant PVC using `volume_id`."""
         kind, reason = (WARNING, ABNORMAL_REASON) if current.abnormal else (NORMAL, HEALTHY_REASON)
+        self.notice(volume_id, kind, reason, f"parent volume {volume_id}: {current.message}")
+
+    def notice(self, volume_id: str, kind: str, reason: str, message: str) -> None:
+        """A NoticeListener: the Event on each tenant PVC using `volume_id` (none when no tenant PV names it)."""
         for volume in self.volumes.store.by_index(BY_VOLUME_HANDLE, volume_id):
             claim = claim_of(volume)
             if claim is not None:
-                self.recorder.event(claim, kind, reason, f"parent volume {volume_id}: {current.message}")
+                self.recorder.event(claim, kind, reason, message)
 
     async def run(self) -> None:
         """Watch tenant PVs and write Events until cancelled."""

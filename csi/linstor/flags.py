@@ -7,7 +7,7 @@ import os
 
 from pydantic import ValidationError
 
-from csi.linstor.settings import LinstorSettings
+from csi.linstor.settings import LOCALITIES, LinstorSettings
 
 # linstor-client and golinstor read the controller list from this variable; accept it as the flag's default.
 CONTROLLERS_ENV = "LS_CONTROLLERS"
@@ -26,7 +26,7 @@ def duration(value: str) -> float:
 
 
 def add_linstor_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("LINSTOR (optional: capacity and DRBD health of parent volumes)")
+    group = parser.add_argument_group("LINSTOR (optional: capacity, DRBD health and data locality of parent volumes)")
     group.add_argument(
         "--linstor-url",
         default=os.environ.get(CONTROLLERS_ENV, ""),
@@ -47,6 +47,12 @@ def add_linstor_flags(parser: argparse.ArgumentParser) -> None:
         metavar="DURATION",
         help="how long volume health is reused (capacity: twice that)",
     )
+    group.add_argument(
+        "--linstor-locality",
+        choices=LOCALITIES,
+        default="prefer",
+        help="prefer: on ControllerPublish, ask LINSTOR for a diskful replica on the VM's parent node if it has none",
+    )
 
 
 def linstor_settings_from(args: argparse.Namespace) -> LinstorSettings | None:
@@ -63,6 +69,7 @@ def linstor_settings_from(args: argparse.Namespace) -> LinstorSettings | None:
             connect_timeout=args.linstor_connect_timeout,
             health_ttl=args.linstor_cache_ttl,
             capacity_ttl=2 * args.linstor_cache_ttl,
+            locality=args.linstor_locality,
         )
     except ValidationError as error:
         raise ValueError(f"LINSTOR settings: {error}") from None

@@ -3,8 +3,10 @@
 Abnormal when any of these holds (the most severe first in the message):
 - LINSTOR knows no replica, or no diskful one, or no diskful replica is UpToDate on every volume;
 - nobody uses the volume and DRBD reports it may not be promoted anywhere (quorum lost, or no good data reachable);
-- a diskful replica's disk is not UpToDate (Outdated, Inconsistent while resyncing, Failed, unknown...);
+- a diskful replica's disk is not UpToDate (Outdated, Inconsistent, Failed, unknown...);
 - a DRBD connection between two replicas is down (StandAlone, Connecting, ...).
+A replica that DRBD reports as SyncTarget while another diskful replica is UpToDate is a new or returning copy
+catching up (a locality replica, say), not a degradation: it is named as resyncing in a normal message.
 Inactive replicas and replicas being deleted are left out; diskless replicas count only for connections.
 """
 
@@ -52,6 +54,11 @@ def _up_to_date(replica: Resource) -> bool:
     return bool(states) and all(state == UP_TO_DATE for _, state in states)
 
 
+def _resyncing(replica: Resource) -> str:
+    progress = replica.resync_progress
+    return f"{replica.node_name} ({progress:.0f}%)" if progress else replica.node_name
+
+
 def _connection_problems(replicas: Sequence[Resource]) -> list[str]:
     """Each broken link once, with what each end says about it."""
     links: dict[tuple[str, str], dict[str, str]] = {}
@@ -71,7 +78,10 @@ def _promotion_problem(name: str, replicas: Sequence[Resource]) -> str | None:
     """DRBD only lets one node be Primary, so `may_promote` is false elsewhere while the volume is in use."""
     if any(r.in_use for r in replicas):
         return None
-    verdicts = [(r.node_name, r.drbd) for r in replicas if r.drbd is not None and r.drbd.may_promote is not None]
+    verdicts = sorted(
+        ((r.node_name, r.drbd) for r in replicas if r.drbd is not None and r.drbd.may_promote is not None),
+        key=lambda verdict: verdict[0],
+    )
     if not verdicts or any(drbd.may_promote for _, drbd in verdicts):
         return None
     scores = ", ".join(f"{node} {drbd.promotion_score}" for node, drbd in verdicts if drbd.promotion_score is not None)
@@ -83,21 +93,26 @@ def health(name: str, resources: Sequence[Resource]) -> Health:
     replicas = [r for r in resources if r.name == name and not {INACTIVE, DELETE}.intersection(r.flags)]
     if not replicas:
         return Health(True, no_replica(name))
-    diskful = [r for r in replicas if r.diskful]
+    # By node: LINSTOR's list order varies, and a message that changes with it would look like a new problem.
+    diskful = sorted((r for r in replicas if r.diskful), key=lambda r: r.node_name)
     if not diskful:
         return Health(True, f"{name} has no diskful replica (diskless on {_nodes(replicas)})")
     good = [r for r in diskful if _up_to_date(r)]
+    # Only with good data elsewhere is a SyncTarget merely catching up.
+    catching_up = [r for r in diskful if good and not _up_to_date(r) and r.resync_progress is not None]
     problems: list[str] = []
     if not good:
         problems.append(f"{name} has no UpToDate diskful replica ({', '.join(_summary(r) for r in diskful)})")
     if promotion := _promotion_problem(name, replicas):
         problems.append(promotion)
-    for replica in sorted(diskful, key=lambda r: r.node_name):
-        problems.extend(_disk_problems(replica) if good else [])
+    for replica in diskful:
+        problems.extend(_disk_problems(replica) if good and replica not in catching_up else [])
     problems.extend(_connection_problems(replicas))
     if problems:
         return Health(True, "; ".join(problems))
     message = f"{len(good)} UpToDate diskful replica{'s' * (len(good) != 1)} on {_nodes(good)}"
+    if catching_up:
+        message += "; resyncing on " + ", ".join(_resyncing(r) for r in catching_up)
     diskless = sorted((r for r in replicas if not r.diskful), key=lambda r: r.node_name)
     if diskless:
         message += "; diskless on " + ", ".join(r.node_name + " (tie-breaker)" * r.tie_breaker for r in diskless)

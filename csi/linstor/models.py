@@ -15,6 +15,7 @@ DELETE = "DELETE"
 DISKLESS_FLAGS = frozenset({DISKLESS, DRBD_DISKLESS, NVME_INITIATOR, TIE_BREAKER})
 DISKLESS_PROVIDER = "DISKLESS"
 UP_TO_DATE = "UpToDate"
+SYNC_TARGET = "SyncTarget"
 DRBD_LAYER = "DRBD"
 
 
@@ -67,8 +68,16 @@ class ResourceState(_Model):
     in_use: bool | None = None
 
 
+class ReplicationState(_Model):
+    """How DRBD replicates one volume to one peer: `SyncTarget` while this side catches up, with its progress."""
+
+    replication_state: str | None = None
+    done_percentage: float | None = None
+
+
 class VolumeState(_Model):
     disk_state: str | None = None
+    replication_states: dict[str, ReplicationState] = Field(default_factory=dict, description="by peer node name")
 
 
 class Volume(_Model):
@@ -104,6 +113,18 @@ class Resource(_Model):
     @property
     def in_use(self) -> bool | None:
         return self.state.in_use if self.state is not None else None
+
+    @property
+    def resync_progress(self) -> float | None:
+        """While a volume of this replica is a DRBD SyncTarget: the least done percentage (0 when unknown)."""
+        done = [
+            state.done_percentage or 0.0
+            for volume in self.volumes
+            if volume.state is not None
+            for state in volume.state.replication_states.values()
+            if state.replication_state == SYNC_TARGET
+        ]
+        return min(done) if done else None
 
     def disk_states(self) -> list[tuple[int, str | None]]:
         """(volume number, disk state) per volume: the volume's own state, else the DRBD layer's."""
@@ -154,3 +175,23 @@ class StoragePool(_Model):
     @property
     def diskless(self) -> bool:
         return self.provider_kind == DISKLESS_PROVIDER
+
+
+class ResourceDefinition(_Model):
+    """The parts of a resource definition we read: its group and its own properties (DRBD options among them)."""
+
+    name: str
+    resource_group_name: str | None = None
+    props: dict[str, str] = Field(default_factory=dict)
+
+
+class ResourceGroup(_Model):
+    name: str
+    props: dict[str, str] = Field(default_factory=dict)
+
+
+class ResourceMakeAvailable(_Model):
+    """POST .../resources/{node}/make-available: deploy on the node unless it is already; `diskful` forces a disk."""
+
+    diskful: bool = False
+    layer_list: tuple[str, ...] | None = None

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+Locality = Literal["off", "prefer"]
+LOCALITIES: tuple[Locality, ...] = ("off", "prefer")
 HTTP_PORT = 3370
 HTTPS_PORT = 3371
 SCHEMES = ("http", "https", "linstor")
@@ -47,6 +50,9 @@ class LinstorSettings(BaseModel):
     health_ttl: float = Field(30.0, ge=0, description="how long a volume's DRBD state is reused")
     capacity_ttl: float = Field(60.0, ge=0, description="how long a storage class's capacity is reused")
     retry_after: float = Field(10.0, ge=0, description="how long an unreachable LINSTOR is not asked again")
+    locality: Locality = Field(
+        "prefer", description="prefer: on attach, ask for a diskful replica on the VM's parent node if it has none"
+    )
 
     @property
     def tls(self) -> bool:

@@ -3,7 +3,9 @@
 Every answer is a value or None ("unknown": LINSTOR not configured, unreachable, or the object not LINSTOR's);
 nothing here raises into the RPC that asked. Parent reads and LINSTOR calls are bounded by the configured timeout,
 answers are reused for their TTL, concurrent questions about one volume or class share one lookup, and after a
-failure LINSTOR is left alone for `retry_after` seconds.
+failure LINSTOR is left alone for `retry_after` seconds. An RWX block volume attached on two or more parent nodes
+(`attached_nodes`, fed by the controller from the parent's VMIs) is also judged on whether DRBD allows two
+primaries (migration.py).
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from csi.linstor.cache import Outage, TtlCache
 from csi.linstor.capacity import Space, space_from_pools, space_from_size_info
 from csi.linstor.client import LinstorClient
 from csi.linstor.errors import LinstorError, LinstorNotFound
-from csi.linstor.events import HealthListener, HealthTransitions
+from csi.linstor.events import HealthListener, HealthTransitions, NoticeListener
 from csi.linstor.health import Health, health, no_replica
 from csi.linstor.mapping import (
     InvalidParameter,
@@ -28,6 +31,7 @@ from csi.linstor.mapping import (
     resource_definition_of,
     volume_name_of,
 )
+from csi.linstor.migration import TwoPrimaries, rwx_block, two_primaries_of, with_two_primaries
 from csi.linstor.models import AutoSelectFilter
 from csi.linstor.settings import LinstorSettings
 from kube.client import Client, Object
@@ -39,6 +43,19 @@ log = logging.getLogger(__name__)
 # A bound claim keeps its PV, so the mapping outlives health answers; it is dropped when LINSTOR forgets the name.
 MAPPING_TTL_FACTOR = 10
 PARENT_READS = 8
+
+
+@dataclass(frozen=True)
+class Backing:
+    """What backs a parent claim in LINSTOR: its resource definition, and what the claim says about it."""
+
+    definition: str
+    parent_storage_class: str
+    rwx_block: bool
+
+
+def _nowhere(_claim: str) -> Mapping[str, str]:
+    return {}
 
 
 class LinstorView:
@@ -57,11 +74,16 @@ class LinstorView:
         self.settings = settings
         self.client = client or (LinstorClient(settings) if settings is not None else None)
         self.transitions = HealthTransitions(listeners)
+        self.notices: list[NoticeListener] = []
         self.outage = Outage(settings.retry_after if settings else 0.0, clock)
+        # Parent claim -> {parent node: who uses it there}; the controller plugs in its view of the VMIs.
+        self.attached_nodes: Callable[[str], Mapping[str, str]] = _nowhere
         self._health: TtlCache[str, Health | None] = TtlCache(clock=clock)
-        self._definitions: TtlCache[str, str | None] = TtlCache(clock=clock)
+        self._definitions: TtlCache[str, Backing | None] = TtlCache(clock=clock)
         self._spaces: TtlCache[str, Space | None] = TtlCache(clock=clock)
+        self._two_primaries: TtlCache[str, TwoPrimaries | None] = TtlCache(clock=clock)
         self._reads = asyncio.Semaphore(PARENT_READS)
+        self._background: set[asyncio.Task[None]] = set()
 
     @property
     def configured(self) -> bool:
@@ -69,11 +91,43 @@ class LinstorView:
         return self.client is not None
 
     async def close(self) -> None:
+        """Stop background work (it uses the client), then the client."""
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         if self.client is not None:
             await self.client.close()
 
+    async def settle(self) -> None:
+        """Wait until the background work started so far has ended (tests, orderly shutdown)."""
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    def spawn(self, work: Coroutine[None, None, None], done: Callable[[], None]) -> None:
+        """Run `work` in the background until it ends or the view closes; `done` runs either way."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+
+        def settled(finished: asyncio.Task[None]) -> None:
+            self._background.discard(finished)
+            done()
+            _log_failure(finished)
+
+        task.add_done_callback(settled)
+
     def add_listener(self, listener: HealthListener) -> None:
         self.transitions.listeners.append(listener)
+
+    def add_notice_listener(self, listener: NoticeListener) -> None:
+        self.notices.append(listener)
+
+    def notify(self, volume_id: str, kind: str, reason: str, message: str) -> None:
+        for listener in self.notices:
+            listener(volume_id, kind, reason, message)
+
+    def forget_health(self, definition: str) -> None:
+        """Drop the cached health of a resource we just changed, so the next answer shows the change."""
+        self._health.forget(definition)
 
     # -- health ----------------------------------------------------------------------------------------------
 
@@ -94,22 +148,45 @@ class LinstorView:
             return dict.fromkeys(names)
 
     async def _conditions(self, names: list[str]) -> dict[str, Health | None]:
-        definitions = await asyncio.gather(*(self._definition_of(name) for name in names))
-        by_definition = await self._healths([d for d in definitions if d is not None])
+        backings = await asyncio.gather(*(self.backing_of(name) for name in names))
+        by_definition = await self._healths([b.definition for b in backings if b is not None])
         answers: dict[str, Health | None] = {}
-        for name, definition in zip(names, definitions, strict=True):
-            answers[name] = by_definition.get(definition) if definition is not None else None
-            if (found := answers[name]) is None:
+        for name, backing in zip(names, backings, strict=True):
+            found = by_definition.get(backing.definition) if backing is not None else None
+            if found is None or backing is None:
+                answers[name] = None
                 continue
-            if found.message == no_replica(str(definition)):
+            if found.message == no_replica(backing.definition):
                 self._definitions.forget(name)  # the claim may have been re-created: look its PV up again next time
+            answers[name] = found = await self._with_attachments(name, backing, found)
             self.transitions.observe(name, found)
         return answers
 
-    async def _definition_of(self, claim_name: str) -> str | None:
-        return await self._definitions.get_or_load(claim_name, lambda: self._read_definition(claim_name))
+    async def _with_attachments(self, claim: str, backing: Backing, found: Health) -> Health:
+        """An RWX block volume on two or more parent nodes needs DRBD to allow two primaries."""
+        nodes = self.attached_nodes(claim) if backing.rwx_block else {}
+        if len(nodes) < 2 or self.outage.down:
+            return found
+        setting = await self._two_primaries.get_or_load(
+            backing.definition, lambda: self._read_two_primaries(backing.definition)
+        )
+        return with_two_primaries(found, backing.definition, nodes, setting) if setting is not None else found
 
-    async def _read_definition(self, claim_name: str) -> tuple[str | None, float]:
+    async def _read_two_primaries(self, definition: str) -> tuple[TwoPrimaries | None, float]:
+        assert self.client is not None and self.settings is not None
+        try:
+            setting = await two_primaries_of(self.client, definition)
+        except LinstorError as error:
+            self.outage.failed(error)
+            return None, 0.0
+        self.outage.succeeded()
+        return setting, self.settings.health_ttl
+
+    async def backing_of(self, claim_name: str) -> Backing | None:
+        """The LINSTOR resource behind a parent claim; None when unknown or not LINSTOR's."""
+        return await self._definitions.get_or_load(claim_name, lambda: self._read_backing(claim_name))
+
+    async def _read_backing(self, claim_name: str) -> tuple[Backing | None, float]:
         assert self.settings is not None
         unknown = (None, self.settings.health_ttl)
         try:
@@ -125,7 +202,11 @@ class LinstorView:
             log.debug("cannot map parent claim %s to a LINSTOR resource: %s", claim_name, error)
             return None, 0.0
         definition = resource_definition_of(volume)
-        return definition, self.settings.health_ttl * (MAPPING_TTL_FACTOR if definition else 1)
+        if definition is None:
+            return unknown
+        storage_class = str((claim.get("spec") or {}).get("storageClassName") or "")
+        backing = Backing(definition, storage_class, rwx_block(claim))
+        return backing, self.settings.health_ttl * MAPPING_TTL_FACTOR
 
     async def _healths(self, definitions: Sequence[str]) -> dict[str, Health | None]:
         answers: dict[str, Health | None] = {}
@@ -187,6 +268,11 @@ class LinstorView:
             log.exception("capacity of parent storage class %s from LINSTOR failed", parent_storage_class)
             return None
 
+    async def placement_for(self, parent_storage_class: str) -> Placement | None:
+        """Where a parent class places replicas; None when the class is unknown or not LINSTOR's."""
+        storage_class = await self._storage_class(parent_storage_class)
+        return _placement(parent_storage_class, storage_class) if storage_class is not None else None
+
     async def _read_space(self, class_name: str) -> tuple[Space | None, float]:
         assert self.client is not None and self.settings is not None
         ttl = self.settings.capacity_ttl
@@ -194,14 +280,13 @@ class LinstorView:
         if storage_class is None and not class_name:
             # No class named and no parent default: the CO asks about the storage as a whole (one replica).
             placement = Placement()
-        elif storage_class is None or not linstor_class(storage_class):
-            return None, ttl if storage_class is not None else 0.0
+        elif storage_class is None:
+            return None, 0.0
         else:
-            try:
-                placement = placement_of(storage_class.get("parameters") or {})
-            except InvalidParameter as error:
-                log.debug("parent storage class %s: %s", class_name or "(default)", error)
+            found = _placement(class_name, storage_class)
+            if found is None:
                 return None, ttl
+            placement = found
         if self.outage.down:
             return None, 0.0
         try:
@@ -245,6 +330,16 @@ class LinstorView:
         return next((sc for sc in classes.items if default_class(sc)), None)
 
 
+def _placement(name: str, storage_class: Object) -> Placement | None:
+    if not linstor_class(storage_class):
+        return None
+    try:
+        return placement_of(storage_class.get("parameters") or {})
+    except InvalidParameter as error:
+        log.debug("parent storage class %s: %s", name or "(default)", error)
+        return None
+
+
 def _log_failure(done: asyncio.Future[None]) -> None:
     if not done.cancelled() and (error := done.exception()) is not None:
-        log.error("LINSTOR health lookup failed", exc_info=error)
+        log.error("LINSTOR background work failed", exc_info=error)

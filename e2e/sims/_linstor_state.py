@@ -1,14 +1,20 @@
 """The LINSTOR cluster the simulator pretends to run, in memory: satellites, storage pools, resource groups from the
 parent's StorageClasses, one resource definition per linstor-csi PV, and the DRBD state tests set per replica.
 
+Satellites: three storage nodes (`sat-a/b/c`, where new volumes are autoplaced, each with every class's pool) and
+one per parent Node, named after it as Piraeus names satellites after Kubernetes nodes; those start with the
+diskless pool only, tests give them storage pools. Replicas are autoplaced on the storage nodes; `make-available`
+(_linstor_writes) adds replicas anywhere, which resync for `resync_seconds` before they are UpToDate.
+
 Pure bookkeeping; `_linstor_views` turns it into the REST API's JSON.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -21,6 +27,9 @@ DEFAULT_POOL = "DfltStorPool"
 DISKLESS_POOL = "DfltDisklessStorPool"
 DEFAULT_TOTAL_KIB = 100 * 1024 * 1024  # 100 GiB per pool and satellite
 KIB = 1024
+RESYNC_SECONDS = 3.0
+# linstor-csi copies StorageClass parameters in this namespace to the resource definition's properties.
+PROPERTY_PREFIX = f"property.{DRIVER}/"
 # linstor-csi's namespace for generated resource groups (pkg/linstor/const.go).
 _GROUP_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, f"resourcegroup.{DRIVER}")
 
@@ -36,6 +45,7 @@ class ClassPlacement:
     resource_group: str
     storage_pool: str | None
     place_count: int
+    properties: Mapping[str, str] = field(default_factory=dict)
 
 
 def _driver_parameter(parameters: Mapping[str, str], *names: str) -> str | None:
@@ -58,7 +68,8 @@ def class_placement(storage_class: Mapping[str, Any]) -> ClassPlacement:
     if not group:
         # linstor-csi derives a group name from the parameters; any stable name serves the simulation.
         group = "sc-" + str(uuid.uuid5(_GROUP_NAMESPACE, repr(sorted(parameters.items()))))
-    return ClassPlacement(group, pool, count)
+    properties = {k[len(PROPERTY_PREFIX) :]: v for k, v in parameters.items() if k.startswith(PROPERTY_PREFIX)}
+    return ClassPlacement(group, pool, count, properties)
 
 
 @dataclass
@@ -71,6 +82,7 @@ class ReplicaOverride:
     may_promote: bool | None = None
     promotion_score: int | None = None
     online: bool = True  # False: the satellite is gone, LINSTOR has no current state for the replica
+    diskless: bool = False  # True: the replica lost its disk (toggled diskless), only DRBD's client side is left
 
 
 _OVERRIDE_TYPES: dict[str, tuple[type, ...]] = {
@@ -80,6 +92,7 @@ _OVERRIDE_TYPES: dict[str, tuple[type, ...]] = {
     "may_promote": (bool, type(None)),
     "promotion_score": (int, type(None)),
     "online": (bool,),
+    "diskless": (bool,),
 }
 
 
@@ -87,6 +100,16 @@ _OVERRIDE_TYPES: dict[str, tuple[type, ...]] = {
 class PoolSetting:
     total_kib: int = DEFAULT_TOTAL_KIB
     free_kib: int | None = None  # None: total minus what the replicas on it allocate
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A replica added by make-available (not by the autoplacer): its DRBD node id, pool and resync start."""
+
+    node_id: int
+    pool: str
+    since: float
+    diskless: bool = False
 
 
 @dataclass
@@ -99,6 +122,10 @@ class Definition:
     uuid: str
     created_ms: int
     minor: int
+    props: dict[str, str] = field(default_factory=dict)
+    claim: str = ""  # namespace/name of the parent PVC bound to the PV
+    rwx_block: bool = False
+    placed: dict[str, Placed] = field(default_factory=dict)  # by node
 
 
 @dataclass(frozen=True)
@@ -110,17 +137,33 @@ class Replica:
     diskless: bool = False
     tie_breaker: bool = False
     state: ReplicaOverride = field(default_factory=ReplicaOverride)
+    resync_done: float | None = None  # percent, while a new replica catches up
 
     @property
     def disk_state(self) -> str:
         if self.state.disk_state:
             return self.state.disk_state
-        return "Diskless" if self.diskless else "UpToDate"
+        if self.diskless:
+            return "Diskless"
+        return "Inconsistent" if self.resync_done is not None else "UpToDate"
+
+
+def _rwx_block(spec: Mapping[str, Any]) -> bool:
+    return "ReadWriteMany" in (spec.get("accessModes") or ()) and spec.get("volumeMode") == "Block"
 
 
 class Linstor:
-    def __init__(self, satellites: tuple[str, ...] = SATELLITES) -> None:
-        self.satellites = satellites
+    def __init__(
+        self,
+        satellites: tuple[str, ...] = SATELLITES,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        resync_seconds: float = RESYNC_SECONDS,
+    ) -> None:
+        self.storage_nodes = satellites
+        self.satellites: tuple[str, ...] = satellites
+        self.clock = clock
+        self.resync_seconds = resync_seconds
         self.classes: dict[str, ClassPlacement] = {}
         self.definitions: dict[str, Definition] = {}
         self.overrides: dict[tuple[str, str], ReplicaOverride] = {}
@@ -134,11 +177,17 @@ class Linstor:
             return
         placement = class_placement(storage_class)
         self.classes[str(storage_class["metadata"]["name"])] = placement
-        for node in self.satellites:
+        for node in self.storage_nodes:
             self.pools.setdefault((placement.storage_pool or DEFAULT_POOL, node), PoolSetting())
 
     def class_gone(self, storage_class: Mapping[str, Any]) -> None:
         self.classes.pop(str((storage_class.get("metadata") or {}).get("name")), None)
+
+    def node_seen(self, node: Mapping[str, Any]) -> None:
+        """A parent Node: a satellite of the same name (kept when the Node goes, as LINSTOR keeps nodes)."""
+        name = str((node.get("metadata") or {}).get("name") or "")
+        if name and name not in self.satellites:
+            self.satellites = (*self.satellites, name)
 
     def volume_seen(self, volume: Mapping[str, Any], created_ms: int) -> None:
         spec = volume.get("spec") or {}
@@ -147,14 +196,20 @@ class Linstor:
             return
         name = str(csi["volumeHandle"])
         size_kib = -(-parse_quantity((spec.get("capacity") or {}).get("storage", 0)) // KIB)
+        ref = spec.get("claimRef") or {}
+        claim = f"{ref.get('namespace')}/{ref.get('name')}" if ref.get("name") else ""
         known = self.definitions.get(name)
         if known is not None:
             known.size_kib = size_kib
+            known.claim = claim or known.claim
             return
         self._minors += 1
-        self.definitions[name] = Definition(
-            name, size_kib, str(spec.get("storageClassName") or ""), str(uuid.uuid4()), created_ms, self._minors
-        )
+        storage_class = str(spec.get("storageClassName") or "")
+        definition = Definition(name, size_kib, storage_class, str(uuid.uuid4()), created_ms, self._minors)
+        known_class = self.classes.get(storage_class)
+        definition.props = dict(known_class.properties) if known_class is not None else {}
+        definition.claim, definition.rwx_block = claim, _rwx_block(spec)
+        self.definitions[name] = definition
 
     def volume_gone(self, volume: Mapping[str, Any]) -> None:
         handle = ((volume.get("spec") or {}).get("csi") or {}).get("volumeHandle")
@@ -166,28 +221,56 @@ class Linstor:
     def placement_of(self, definition: Definition) -> ClassPlacement:
         return self.classes.get(definition.storage_class) or ClassPlacement(DEFAULT_GROUP, None, 1)
 
-    def replicas(self, definition: Definition) -> list[Replica]:
-        """Diskful replicas on `place_count` satellites, rotated by name; with two, a tie-breaker on a third."""
+    def autoplaced(self, definition: Definition) -> list[tuple[str, bool]]:
+        """(node, tie-breaker?): diskful on `place_count` storage nodes rotated by name; with two, a tie-breaker."""
         placement = self.placement_of(definition)
-        start = zlib.crc32(definition.name.encode()) % len(self.satellites)
-        order = self.satellites[start:] + self.satellites[:start]
+        start = zlib.crc32(definition.name.encode()) % len(self.storage_nodes)
+        order = self.storage_nodes[start:] + self.storage_nodes[:start]
         count = min(placement.place_count, len(order))
-        pool = placement.storage_pool or DEFAULT_POOL
         nodes = [(node, False) for node in order[:count]]
         if count == 2 and len(order) > 2:
             nodes.append((order[2], True))  # LINSTOR's auto-tiebreaker keeps quorum possible with two replicas
-        return [
-            Replica(
-                definition,
-                node,
-                node_id,
-                DISKLESS_POOL if witness else pool,
-                diskless=witness,
-                tie_breaker=witness,
-                state=self.overrides.get((definition.name, node), ReplicaOverride()),
+        return nodes
+
+    def replicas(self, definition: Definition) -> list[Replica]:
+        """The autoplaced replicas, then those make-available added (which may have given a tie-breaker a disk)."""
+        pool = self.placement_of(definition).storage_pool or DEFAULT_POOL
+        found = []
+        for node_id, (node, witness) in enumerate(self.autoplaced(definition)):
+            placed = definition.placed.get(node)
+            if placed is not None:
+                found.append(self._placed_replica(definition, node, placed))
+                continue
+            override = self.overrides.get((definition.name, node), ReplicaOverride())
+            diskless = witness or override.diskless
+            found.append(
+                Replica(
+                    definition,
+                    node,
+                    node_id,
+                    DISKLESS_POOL if diskless else pool,
+                    diskless=diskless,
+                    tie_breaker=witness,
+                    state=override,
+                )
             )
-            for node_id, (node, witness) in enumerate(nodes)
-        ]
+        seen = {r.node for r in found}
+        found.extend(self._placed_replica(definition, n, p) for n, p in definition.placed.items() if n not in seen)
+        return found
+
+    def _placed_replica(self, definition: Definition, node: str, placed: Placed) -> Replica:
+        override = self.overrides.get((definition.name, node), ReplicaOverride())
+        done = 100.0 * (self.clock() - placed.since) / self.resync_seconds if self.resync_seconds > 0 else 100.0
+        diskless = placed.diskless or override.diskless
+        return Replica(
+            definition,
+            node,
+            placed.node_id,
+            DISKLESS_POOL if diskless else placed.pool,
+            diskless=diskless,
+            state=override,
+            resync_done=None if diskless or done >= 100.0 else max(0.0, done),
+        )
 
     def replica(self, name: str, node: str) -> Replica:
         definition = self.definition(name)
@@ -221,8 +304,7 @@ class Linstor:
         return self.replica(name, node)
 
     def set_pool(self, pool: str, node: str, changes: Mapping[str, Any]) -> PoolSetting:
-        if node not in self.satellites:
-            raise NotFoundError(f"no satellite {node}")
+        node = self.satellite(node)
         setting = self.pools.setdefault((pool, node), PoolSetting())
         if "total_capacity" in changes:
             setting.total_kib = int(changes["total_capacity"])
@@ -230,6 +312,16 @@ class Linstor:
             free = changes["free_capacity"]
             setting.free_kib = None if free is None else int(free)
         return setting
+
+    def drop_pool(self, pool: str, node: str) -> None:
+        if self.pools.pop((pool, self.satellite(node)), None) is None:
+            raise NotFoundError(f"no storage pool {pool} on {node}")
+
+    def satellite(self, node: str) -> str:
+        for known in self.satellites:
+            if known.lower() == node.lower():
+                return known
+        raise NotFoundError(f"Node '{node}' not found.")
 
     # -- derived state ---------------------------------------------------------------------------------------
 

@@ -3,7 +3,8 @@ QuerySizeInfoResponse JSON with the field names and nesting of linstor-server's 
 
 DRBD state is derived the way DRBD 9 behaves: a replica sees the peers it is connected to, has quorum with a
 majority of all replicas (the tie-breaker votes), and may be promoted when nobody uses the volume, it has quorum
-and UpToDate data is reachable. Tests override any of it per replica.
+and UpToDate data is reachable. A replica make-available added is Inconsistent and a SyncTarget of an UpToDate peer
+(`state.replication_states`) until its resync is done. Tests override any of it per replica.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from e2e.sims._linstor_state import DISKLESS_POOL, Linstor, Replica
+from e2e.sims._linstor_state import DEFAULT_GROUP, DISKLESS_POOL, ClassPlacement, Definition, Linstor, Replica
 
 DISKLESS_CAPACITY = 2**63 - 1  # LINSTOR reports Long.MAX_VALUE for diskless pools
 PEER_SLOTS = 7
@@ -76,6 +77,24 @@ def _drbd_volume(replica: Replica) -> dict[str, Any]:
     return volume
 
 
+def _replication(replica: Replica, replicas: Sequence[Replica]) -> dict[str, Any]:
+    """DRBD's per-peer replication state of a resyncing replica (SyncTarget) and of its source (SyncSource)."""
+    if not replica.state.online:
+        return {}
+    sources = [r for r in replicas if not r.diskless and r.resync_done is None and r.disk_state == "UpToDate"]
+    if not sources:
+        return {}
+    if replica.resync_done is not None:
+        return {sources[0].node: _sync("SyncTarget", replica.resync_done)}
+    if replica is sources[0]:
+        return {r.node: _sync("SyncSource", r.resync_done) for r in replicas if r.resync_done is not None}
+    return {}
+
+
+def _sync(state: str, done: float | None) -> dict[str, Any]:
+    return {"replication_state": state, "done_percentage": round(done or 0.0, 1)}
+
+
 def _flags(replica: Replica) -> list[str]:
     if not replica.diskless:
         return []
@@ -127,6 +146,8 @@ def resource_view(replica: Replica, replicas: Sequence[Replica]) -> dict[str, An
     }
     if replica.state.online:
         volume["state"] = {"disk_state": replica.disk_state}
+        if replication := _replication(replica, replicas):
+            volume["state"]["replication_states"] = replication
     return {
         "name": definition.name,
         "node_name": replica.node,
@@ -264,3 +285,41 @@ def size_info(state: Linstor, group_name: str, select: Mapping[str, Any]) -> dic
 def replica_view(state: Linstor, name: str, node: str) -> dict[str, Any]:
     replica = state.replica(name, node)
     return resource_view(replica, state.replicas(replica.definition))
+
+
+def resource_definitions_view(state: Linstor, names: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """GET /v1/resource-definitions with its `resource_definitions` filter."""
+    wanted = {n.lower() for n in names}
+    return [
+        _definition_view(state, d)
+        for d in sorted(state.definitions.values(), key=lambda d: d.name)
+        if not wanted or d.name.lower() in wanted
+    ]
+
+
+def _definition_view(state: Linstor, definition: Definition) -> dict[str, Any]:
+    return {
+        "name": definition.name,
+        "resource_group_name": state.placement_of(definition).resource_group,
+        "props": dict(definition.props),
+        "flags": [],
+        "layer_data": [{"type": "DRBD", "data": {"port": 7000 + definition.minor - 1000}}, {"type": "STORAGE"}],
+        "uuid": definition.uuid,
+    }
+
+
+def resource_groups_view(state: Linstor, names: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """GET /v1/resource-groups with its `resource_groups` filter: the default group and one per class."""
+    wanted = {n.lower() for n in names}
+    groups: dict[str, ClassPlacement] = {DEFAULT_GROUP: ClassPlacement(DEFAULT_GROUP, None, 1)}
+    for placement in state.classes.values():
+        groups.setdefault(placement.resource_group, placement)
+    found = []
+    for name, placement in sorted(groups.items()):
+        if wanted and name.lower() not in wanted:
+            continue
+        select: dict[str, Any] = {"place_count": placement.place_count}
+        if placement.storage_pool:
+            select["storage_pool"] = placement.storage_pool
+        found.append({"name": name, "props": {}, "select_filter": select, "uuid": _uuid("group", name)})
+    return found

@@ -29,6 +29,7 @@ from kube.resources import (
     PERSISTENTVOLUMECLAIMS,
     PERSISTENTVOLUMES,
     STORAGECLASSES,
+    Resource,
 )
 
 T = TypeVar("T")
@@ -36,7 +37,7 @@ DRIVER = "linstor.csi.linbit.com"
 TENANT_DRIVER = "csi.tenant-cloud.io"
 GIB = 2**30
 GIB_KIB = 2**20
-TIMEOUT = 15.0
+TIMEOUT = 30.0  # generous: the machine is shared
 
 
 async def eventually(probe: Callable[[], Awaitable[T]], check: Callable[[T], object], timeout: float = TIMEOUT) -> T:
@@ -47,6 +48,52 @@ async def eventually(probe: Callable[[], Awaitable[T]], check: Callable[[T], obj
             if check(result):
                 return result
             await asyncio.sleep(0.05)
+
+
+async def tenant_claim(tenant: Client, namespace: str, claim: str, volume_id: str) -> None:
+    """The tenant PVC and PV of a volume ID, as the provisioner would have bound them (Events land on the PVC)."""
+    created = await tenant.create(
+        PERSISTENTVOLUMECLAIMS,
+        {
+            "metadata": {"name": claim},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "16Mi"}},
+                "storageClassName": "",
+                "volumeName": f"tenant-{volume_id}",
+            },
+        },
+        namespace,
+    )
+    await tenant.create(
+        PERSISTENTVOLUMES,
+        {
+            "metadata": {"name": f"tenant-{volume_id}"},
+            "spec": {
+                "capacity": {"storage": "16Mi"},
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "",
+                "claimRef": {"namespace": namespace, "name": claim, "uid": created["metadata"]["uid"]},
+                "csi": {"driver": TENANT_DRIVER, "volumeHandle": volume_id},
+            },
+        },
+    )
+
+
+async def drop_tenant_claims(tenant: Client, namespace: str, volume_ids: list[str]) -> None:
+    """Delete what tenant_claim made, and the namespace."""
+    # No PV or namespace controllers on the tenant: drop the protection finalizers, then delete.
+    targets: list[tuple[Resource, str, str | None]] = [(PERSISTENTVOLUMES, f"tenant-{v}", None) for v in volume_ids]
+    targets += [
+        (PERSISTENTVOLUMECLAIMS, c["metadata"]["name"], namespace)
+        for c in (await tenant.list_all(PERSISTENTVOLUMECLAIMS, namespace)).items
+    ]
+    for resource, name, ns in targets:
+        with contextlib.suppress(NotFound):
+            await tenant.patch(resource, name, {"metadata": {"finalizers": None}}, ns)
+            await tenant.delete(resource, name, ns)
+    with contextlib.suppress(NotFound):
+        await tenant.delete(NAMESPACES, namespace)
 
 
 @dataclass
@@ -266,32 +313,7 @@ async def test_health_changes_become_events_on_the_tenant_claim(
 ) -> None:
     namespace = f"linstor-events-{uuid.uuid4().hex[:8]}"
     await tenant_client.create(NAMESPACES, {"metadata": {"name": namespace}})
-    claim = await tenant_client.create(
-        PERSISTENTVOLUMECLAIMS,
-        {
-            "metadata": {"name": "data"},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "resources": {"requests": {"storage": "16Mi"}},
-                "storageClassName": "",
-                "volumeName": f"tenant-{namespace}",
-            },
-        },
-        namespace,
-    )
-    await tenant_client.create(
-        PERSISTENTVOLUMES,
-        {
-            "metadata": {"name": f"tenant-{namespace}"},
-            "spec": {
-                "capacity": {"storage": "16Mi"},
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": "",
-                "claimRef": {"namespace": namespace, "name": "data", "uid": claim["metadata"]["uid"]},
-                "csi": {"driver": TENANT_DRIVER, "volumeHandle": "disk"},
-            },
-        },
-    )
+    await tenant_claim(tenant_client, namespace, "data", "disk")
     events = TenantVolumeEvents(tenant_client, TENANT_DRIVER, component="tenant-cloud-csi-tests")
     running = asyncio.create_task(events.run())
     node = (await parent.diskful_nodes(disk))[0]
@@ -316,13 +338,4 @@ async def test_health_changes_become_events_on_the_tenant_claim(
         with contextlib.suppress(asyncio.CancelledError):
             await running
         await parent.control("DELETE", f"/sim/resources/{disk}/nodes/{node}")
-        # No PV or namespace controllers on the tenant: drop the protection finalizers, then delete.
-        for resource, name, ns in (
-            (PERSISTENTVOLUMECLAIMS, "data", namespace),
-            (PERSISTENTVOLUMES, f"tenant-{namespace}", None),
-        ):
-            with contextlib.suppress(NotFound):
-                await tenant_client.patch(resource, name, {"metadata": {"finalizers": None}}, ns)
-                await tenant_client.delete(resource, name, ns)
-        with contextlib.suppress(NotFound):
-            await tenant_client.delete(NAMESPACES, namespace)
+        await drop_tenant_claims(tenant_client, namespace, ["disk"])

@@ -116,6 +116,39 @@ async def test_storage_pools_by_name(serve: Serve) -> None:
     assert server.seen[0][2] == [("storage_pools", "data")]
 
 
+async def test_make_available_posts_diskful_and_returns_linstors_messages(serve: Serve) -> None:
+    server = await serve(answer([{"ret_code": 0x4000000, "message": "New resource 'pvc-1' on node 'n 1' registered."}]))
+    async with LinstorClient(settings(server.url)) as client:
+        said = await client.make_available("pvc-1", "n 1", diskful=True)
+    assert said == ("New resource 'pvc-1' on node 'n 1' registered.",)
+    assert server.seen == [
+        ("POST", "/v1/resource-definitions/pvc-1/resources/n 1/make-available", [], {"diskful": True})
+    ]
+
+
+async def test_make_available_refused(serve: Serve) -> None:
+    no_pool = {"ret_code": -(2**62) | 404, "message": "Autoplacer could not find diskful stor pool on node n1"}
+    server = await serve(answer([no_pool], status=404))
+    async with LinstorClient(settings(server.url)) as client:
+        with pytest.raises(LinstorNotFound, match="could not find diskful stor pool") as refused:
+            await client.make_available("pvc-1", "n1", diskful=True)
+    assert refused.value.messages == (no_pool["message"],)
+
+
+async def test_definitions_and_groups_with_their_properties(serve: Serve) -> None:
+    props = {"DrbdOptions/Net/allow-two-primaries": "yes"}
+    definition = {"name": "pvc-1", "resource_group_name": "rg", "props": props, "layer_data": [{"type": "DRBD"}]}
+    server = await serve(answer([definition]))
+    async with LinstorClient(settings(server.url)) as client:
+        found = await client.resource_definitions(["pvc-1"])
+    assert [(d.name, d.resource_group_name, d.props) for d in found] == [("pvc-1", "rg", props)]
+    assert server.seen[0][:3] == ("GET", "/v1/resource-definitions", [("resource_definitions", "pvc-1")])
+    groups = await serve(answer([{"name": "rg", "props": {}, "select_filter": {"place_count": 2}}]))
+    async with LinstorClient(settings(groups.url)) as client:
+        assert [g.name for g in await client.resource_groups(["rg"])] == ["rg"]
+    assert groups.seen[0][:3] == ("GET", "/v1/resource-groups", [("resource_groups", "rg")])
+
+
 async def test_failover_to_the_next_controller_and_stay_there(serve: Serve) -> None:
     standby = await serve(answer([{"ret_code": 0, "message": "proxy"}], status=503))
     active = await serve(answer([RESOURCE]))

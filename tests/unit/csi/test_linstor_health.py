@@ -26,6 +26,7 @@ def replica(
     in_use: bool = False,
     name: str = RD,
     volume_state: bool = True,
+    sync: dict[str, tuple[str, float]] | None = None,
 ) -> Resource:
     """One ResourceWithVolumes as /v1/view/resources returns it; `down` maps peers to a broken connection state."""
     connections: dict[str, Any] = {p: {"connected": True, "message": "Connected"} for p in peers}
@@ -43,6 +44,10 @@ def replica(
     volume: dict[str, Any] = {"volume_number": 0, "storage_pool_name": "data", "provider_kind": "LVM_THIN"}
     if volume_state:
         volume["state"] = {"disk_state": disk}
+    if sync:
+        volume["state"]["replication_states"] = {
+            peer: {"replication_state": state, "done_percentage": done} for peer, (state, done) in sync.items()
+        }
     return Resource.model_validate(
         {
             "name": name,
@@ -97,10 +102,31 @@ CASES: list[tuple[str, list[Resource], bool, list[str]]] = [
         ["replica on n2: volume 0 is Outdated"],
     ),
     (
-        "resync in progress",
+        "Inconsistent without a resync from a good peer",
         [replica("n1"), replica("n2", "Inconsistent")],
         True,
         ["replica on n2: volume 0 is Inconsistent"],
+    ),
+    (
+        "a new replica resyncing from an UpToDate peer is no degradation",
+        [replica("n1"), replica("n2"), replica("n3", "Inconsistent", sync={"n1": ("SyncTarget", 40.0)})],
+        False,
+        ["2 UpToDate diskful replicas on n1, n2", "resyncing on n3 (40%)"],
+    ),
+    (
+        "a SyncTarget with no UpToDate replica anywhere",
+        [replica("n1", "Outdated"), replica("n2", "Inconsistent", sync={"n1": ("SyncTarget", 10.0)})],
+        True,
+        [f"{RD} has no UpToDate diskful replica (n1 Outdated, n2 Inconsistent)"],
+    ),
+    (
+        "a SyncSource is just UpToDate",
+        [
+            replica("n1", sync={"n2": ("SyncSource", 5.0)}),
+            replica("n2", "Inconsistent", sync={"n1": ("SyncTarget", 5.0)}),
+        ],
+        False,
+        ["1 UpToDate diskful replica on n1", "resyncing on n2 (5%)"],
     ),
     (
         "failed disk",
@@ -183,3 +209,17 @@ def test_drbd_layer_found_below_luks_or_cache() -> None:
     body["layer_object"] = {"type": "LUKS", "children": [body["layer_object"]]}
     wrapped = Resource.model_validate(body)
     assert wrapped.drbd is not None and wrapped.drbd.may_promote is False
+
+
+def test_messages_do_not_depend_on_linstors_list_order() -> None:
+    """LINSTOR lists replicas in no fixed order; a reordered list must not read as a new problem (and Event)."""
+    degraded = [
+        replica("n2", "Inconsistent", may_promote=False, score=0),
+        replica("n1", "Outdated", may_promote=False, score=0),
+        replica("n3", "Diskless", flags=TIE, may_promote=False, score=0),
+    ]
+    assert health(RD, degraded) == health(RD, degraded[::-1])
+    assert health(RD, degraded).message == (
+        f"{RD} has no UpToDate diskful replica (n1 Outdated, n2 Inconsistent);"
+        f" DRBD reports {RD} cannot be promoted on any node (promotion scores: n1 0, n2 0, n3 0)"
+    )

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from csi import __main__ as csi_main
 from csi.linstor.flags import add_linstor_flags, duration, linstor_settings_from
 from csi.linstor.settings import LinstorSettings, controller_url, ssl_context
+from e2e import helm
 
 
 @pytest.mark.parametrize(
@@ -95,3 +97,27 @@ def test_bad_flag_values_are_value_errors() -> None:
         linstor_settings_from(parse("--linstor-url=ctrl", "--linstor-client-cert=/x"))
     with pytest.raises(argparse.ArgumentTypeError):
         duration("soon")
+
+
+def test_locality_is_prefer_unless_switched_off() -> None:
+    default = linstor_settings_from(parse("--linstor-url=ctrl"))
+    off = linstor_settings_from(parse("--linstor-url=ctrl", "--linstor-locality=off"))
+    assert default is not None and default.locality == "prefer"
+    assert off is not None and off.locality == "off"
+    with pytest.raises(SystemExit):
+        parse("--linstor-url=ctrl", "--linstor-locality=always")
+
+
+@pytest.mark.parametrize(("values", "expected"), [({}, "prefer"), ({"locality": "off"}, "off")])
+def test_the_chart_passes_locality_to_the_driver(values: dict[str, str], expected: str) -> None:
+    linstor = {"urls": ["linstor-proxy.platform.example"], **values}
+    manifests = helm.template(helm.TENANT_CHART, namespace="kube-system", values={"csi": {"linstor": linstor}})
+    deployment = helm.one(manifests, "Deployment", "tenant-cloud-csi-controller")
+    driver = next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "csi-driver")
+    settings = linstor_settings_from(csi_main.build_parser().parse_args(driver["args"]))
+    assert settings is not None and settings.locality == expected
+
+
+def test_the_chart_schema_refuses_unknown_localities() -> None:
+    with pytest.raises(helm.HelmError, match="locality"):
+        helm.template(helm.TENANT_CHART, namespace="kube-system", values={"csi": {"linstor": {"locality": "always"}}})
