@@ -7,6 +7,7 @@ Stdlib only: the bootstrap runs this before the virtualenv exists.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import re
@@ -15,13 +16,19 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 KUBERNETES_VERSION = "v1.36.3"
 CSI_SPEC_VERSION = "v1.12.0"
 CSI_TEST_VERSION = "v5.4.0"
 HELM_VERSION = "v3.22.0"
+# The CSI sidecars, at the tags the tenant chart runs (charts/tenant-cloud/values.yaml `sidecars`).
+CSI_PROVISIONER_VERSION = "v6.3.0"
+CSI_ATTACHER_VERSION = "v4.12.0"
+CSI_RESIZER_VERSION = "v2.2.0"
+CSI_SNAPSHOTTER_VERSION = "v8.6.0"
 ETCD_DEBIAN_PACKAGE = "etcd-server"
 KUBE_COMMANDS = ("kube-apiserver", "kubectl", "kube-controller-manager")
 
@@ -43,6 +50,7 @@ class Binaries:
     kube_controller_manager: Path | None
     etcd: Path
     csi_sanity: Path | None = None
+    sidecars: dict[str, Path] = field(default_factory=dict)
 
     def as_env(self) -> dict[str, str]:
         env = {
@@ -54,6 +62,8 @@ class Binaries:
             env["TENANT_CLOUD_KUBE_CONTROLLER_MANAGER"] = str(self.kube_controller_manager)
         if self.csi_sanity:
             env["TENANT_CLOUD_CSI_SANITY"] = str(self.csi_sanity)
+        for name, path in sorted(self.sidecars.items()):
+            env["TENANT_CLOUD_" + name.upper().replace("-", "_")] = str(path)
         return env
 
 
@@ -218,6 +228,116 @@ def helm_binary(version: str = HELM_VERSION) -> Path:
     return target
 
 
+@dataclass(frozen=True)
+class GoRelease:
+    """Commands under cmd/ of one released Go module, built from its own go.mod (replace directives kept)."""
+
+    cache_name: str
+    module: str
+    version: str
+    commands: tuple[str, ...]
+
+
+SIDECAR_RELEASES = (
+    GoRelease(
+        "csi-provisioner",
+        "github.com/kubernetes-csi/external-provisioner/v6",
+        CSI_PROVISIONER_VERSION,
+        ("csi-provisioner",),
+    ),
+    GoRelease(
+        "csi-attacher", "github.com/kubernetes-csi/external-attacher/v4", CSI_ATTACHER_VERSION, ("csi-attacher",)
+    ),
+    GoRelease("csi-resizer", "github.com/kubernetes-csi/external-resizer/v2", CSI_RESIZER_VERSION, ("csi-resizer",)),
+    GoRelease(
+        "external-snapshotter",
+        "github.com/kubernetes-csi/external-snapshotter/v8",
+        CSI_SNAPSHOTTER_VERSION,
+        ("csi-snapshotter", "snapshot-controller"),
+    ),
+)
+
+
+def published_replaces(gomod_text: str, release_version: str, is_published: Callable[[str, str], bool]) -> str:
+    """Point `replace M => ./dir` (a nested module, left out of the module zip) at a published release of M.
+
+    That is M at the release's own tag when M was published with it (external-snapshotter tags client/v8.6.0
+    with v8.6.0: the API its code needs), else the version the release's go.mod requires. The other replace
+    directives stay as they are.
+    """
+    required = dict(re.findall(r"^\s*(\S+)\s+(v\S+)(?:\s*//.*)?$", gomod_text, re.M))
+
+    def published(match: re.Match[str]) -> str:
+        lead, module, directory = match.groups()
+        candidates = [release_version, required.get(module)]
+        version = next((v for v in candidates if v and is_published(module, v)), None)
+        if version is None:
+            raise SystemExit(f"replace {module} => {directory}: no published {module} at {release_version} or required")
+        return f"{lead}{module} => {module} {version}"
+
+    # Both `replace M => ./dir` and the same line inside a `replace ( ... )` block.
+    return re.sub(r"^(replace\s+|\s+)(\S+)\s+=>\s+(\.\.?/\S*)\s*$", published, gomod_text, flags=re.M)
+
+
+def _is_published(module: str, version: str) -> bool:
+    try:
+        go_mod_download(module, version)
+    except SystemExit:
+        return False
+    return True
+
+
+def go_release_binaries(release: GoRelease) -> dict[str, Path]:
+    """Build a release's commands once into ~/.cache/tenant-cloud/<name>-<version>/bin, as its Makefile does."""
+    root = cache_dir() / f"{release.cache_name}-{release.version}"
+    bin_dir = root / "bin"
+    wanted = {name: bin_dir / name for name in release.commands}
+    if all(path.exists() for path in wanted.values()):
+        return wanted
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another bootstrap may be building the same release
+        if not all(path.exists() for path in wanted.values()):
+            _build_release(release, root, wanted)
+    return wanted
+
+
+def _writable_copy(source: Path, target: Path) -> None:
+    """Copy a module out of the read-only module cache so that go.mod and go.sum can be rewritten."""
+    shutil.copytree(source, target, copy_function=shutil.copyfile)
+    for directory, _, _ in os.walk(target):
+        Path(directory).chmod(0o755)
+
+
+def _build_release(release: GoRelease, root: Path, wanted: dict[str, Path]) -> None:
+    log(f"building {', '.join(release.commands)} from {release.module} {release.version}")
+    source = Path(go_mod_download(release.module, release.version)["Dir"])
+    build_dir = root / "src"
+    shutil.rmtree(build_dir, ignore_errors=True)
+    _writable_copy(source, build_dir)
+    gomod = build_dir / "go.mod"
+    gomod.write_text(published_replaces(gomod.read_text(), release.version, _is_published))
+    tmp_bin = root / "bin.partial"
+    tmp_bin.mkdir(parents=True, exist_ok=True)
+    # As release-tools/build.make stamps it: `csi-attacher --version` prints the tag.
+    ldflags = f"-s -w -X main.version={release.version}"
+    cmd = ["go", "build", "-v", "-trimpath", "-ldflags", ldflags, "-o", str(tmp_bin) + "/"]
+    _go_build_with_progress(cmd + [f"./cmd/{name}" for name in release.commands], build_dir, release.cache_name)
+    (root / "bin").mkdir(exist_ok=True)
+    for name, path in wanted.items():
+        (tmp_bin / name).replace(path)  # atomic: a half-written binary never looks cached
+    tmp_bin.rmdir()
+    shutil.rmtree(build_dir, ignore_errors=True)
+
+
+def sidecar_binaries() -> dict[str, Path]:
+    """csi-provisioner, csi-attacher, csi-resizer, csi-snapshotter and snapshot-controller, by command name."""
+    found: dict[str, Path] = {}
+    for release in SIDECAR_RELEASES:
+        found |= go_release_binaries(release)
+    return found
+
+
 def etcd_binary() -> Path:
     """Debian's etcd-server, unpacked into the cache (no system install needed)."""
     on_path = shutil.which("etcd")
@@ -262,6 +382,7 @@ def ensure_all() -> Binaries:
             kube_controller_manager=kcm if kcm.exists() else (kube or {}).get("kube-controller-manager"),
             etcd=Path(assets) / "etcd",
             csi_sanity=csi_sanity_binary(),
+            sidecars=sidecar_binaries(),
         )
     kube = kubernetes_binaries()
     return Binaries(
@@ -270,6 +391,7 @@ def ensure_all() -> Binaries:
         kube_controller_manager=kube["kube-controller-manager"],
         etcd=etcd_binary(),
         csi_sanity=csi_sanity_binary(),
+        sidecars=sidecar_binaries(),
     )
 
 

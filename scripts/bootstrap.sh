@@ -41,7 +41,7 @@ if [ ! -e "$stamp" ]; then
   rm -f "$VENV"/.deps-* && touch "$stamp"
 fi
 
-# kube-apiserver, kubectl, kube-controller-manager (pinned Go modules) and etcd (Debian), cached.
+# kube-apiserver, kubectl, kube-controller-manager, the CSI sidecars (pinned Go modules) and etcd (Debian), cached.
 "$VENV/bin/python" -m e2e.binaries --print-env > "$VENV/binaries.env"
 kubectl_path=$(sed -n 's/^TENANT_CLOUD_KUBECTL=//p' "$VENV/binaries.env")
 ln -sf "$kubectl_path" "$VENV/bin/kubectl"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from e2e.binaries import Binaries, ensure_all
+from e2e.cluster import controller_manager as tenant_kcm
 from e2e.cluster import controlplane
 from e2e.cluster.controlplane import PlaneState
 from e2e.sims import simulators as discover_simulators
@@ -49,6 +50,8 @@ class Cluster:
     kubectl: str
     processes: list[Process]
     started_in: float = 0.0
+    # The tenant's kube-controller-manager secure port; 0 when it was not asked for.
+    controller_manager_port: int = 0
 
     @property
     def parent_kubeconfig(self) -> Path:
@@ -83,6 +86,7 @@ class Cluster:
                 for name, p in (("parent", self.parent), ("tenant", self.tenant))
             },
             "processes": [p.__dict__ for p in self.processes],
+            "controllerManagerPort": self.controller_manager_port,
         }
         (self.dir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
 
@@ -100,6 +104,7 @@ def load(directory: Path | str) -> Cluster:
         kubectl=state["kubectl"],
         processes=[Process(**p) for p in state["processes"]],
         started_in=state.get("startedInSeconds", 0.0),
+        controller_manager_port=state.get("controllerManagerPort", 0),
     )
 
 
@@ -176,10 +181,26 @@ def _start_simulators(cluster: Cluster, timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
+def _start_controller_manager(cluster: Cluster, binary: Path | None) -> Process:
+    if binary is None:
+        raise RuntimeError("kube-controller-manager is not built (see python -m e2e.binaries)")
+    cluster.controller_manager_port = controlplane.free_port()
+    cmd = tenant_kcm.command(cluster.tenant, cluster.cluster_name, binary, cluster.controller_manager_port)
+    return start_process(cluster, tenant_kcm.NAME, cmd)
+
+
 def up(
-    directory: Path | str, cluster_name: str = "demo", *, simulators: bool = True, binaries: Binaries | None = None
+    directory: Path | str,
+    cluster_name: str = "demo",
+    *,
+    simulators: bool = True,
+    controller_manager: bool = False,
+    binaries: Binaries | None = None,
 ) -> Cluster:
-    """Start parent and tenant control planes in `directory`; return once both answer /readyz."""
+    """Start parent and tenant control planes in `directory`; return once both answer /readyz.
+
+    `controller_manager` adds the tenant's kube-controller-manager (see e2e.cluster.controller_manager).
+    """
     started = time.monotonic()
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
@@ -203,8 +224,12 @@ def up(
         with ThreadPoolExecutor(2) as pool:
             list(pool.map(controlplane.wait_ready, (cluster.parent, cluster.tenant)))
             list(pool.map(lambda bootstrap: bootstrap(cluster), (_bootstrap_parent, _bootstrap_tenant)))
+        kcm = _start_controller_manager(cluster, binaries.kube_controller_manager) if controller_manager else None
         if simulators:
             _start_simulators(cluster)
+        if kcm is not None:
+            log = cluster.dir / "logs" / f"{kcm.name}.log"
+            tenant_kcm.wait_healthy(kcm.pid, cluster.controller_manager_port, log)
     except BaseException:
         _stop_all(cluster)
         raise

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from e2e import cluster as harness
-from e2e.cluster import nodes
+from e2e.cluster import nodes, workloads
 from e2e.cluster.identities import service_account_kubeconfig
 
 
@@ -21,6 +21,19 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--dir", required=True, type=Path)
     up.add_argument("--cluster-name", default="demo")
     up.add_argument("--no-sims", action="store_true", help="do not start the parent simulators")
+    up.add_argument(
+        "--with-controller-manager",
+        action="store_true",
+        help="run kube-controller-manager for the tenant (PV binding, attach/detach, GC, namespaces)",
+    )
+
+    deploy = commands.add_parser(
+        "deploy",
+        help="deploy tenant-cloud as the charts do: parent chart, tenant chart, and its pods (ccm, CSI controller "
+        "with the real sidecars) plus the tenant snapshot-controller as local processes",
+    )
+    deploy.add_argument("--dir", required=True, type=Path)
+    deploy.add_argument("--no-ccm", action="store_true", help="run only the CSI controller side")
 
     down = commands.add_parser("down", help="stop what `up` started in DIR and remove its data")
     down.add_argument("--dir", required=True, type=Path)
@@ -92,9 +105,18 @@ async def _node_command(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "up":
-        cluster = harness.up(args.dir, args.cluster_name, simulators=not args.no_sims)
+        cluster = harness.up(
+            args.dir,
+            args.cluster_name,
+            simulators=not args.no_sims,
+            controller_manager=args.with_controller_manager,
+        )
         print(f"parent kubeconfig: {cluster.parent_kubeconfig}")
         print(f"tenant kubeconfig: {cluster.tenant_kubeconfig}")
+    elif args.command == "deploy":
+        stack = workloads.start(harness.load(args.dir), ccm=not args.no_ccm)
+        for process in stack.processes:
+            print(f"{process.name}: pid {process.pid}, log {args.dir / 'logs' / process.name}.log")
     elif args.command == "down":
         harness.down(args.dir)
     elif args.command == "restart-apiserver":

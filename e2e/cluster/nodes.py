@@ -24,6 +24,7 @@ CLUSTER_LABEL = "cluster.x-k8s.io/cluster-name"
 ROLE_LABEL = "cluster.x-k8s.io/role"
 UNINITIALIZED = {"key": "node.cloudprovider.kubernetes.io/uninitialized", "value": "true", "effect": "NoSchedule"}
 FIELD_MANAGER = "tenant-cloud-harness"
+CONTROLLER_MANAGED_ATTACH_DETACH = "volumes.kubernetes.io/controller-managed-attach-detach"
 
 
 @dataclass
@@ -163,6 +164,8 @@ async def register_node(c: Clients, name: str) -> Object:
             "metadata": {
                 "name": name,
                 "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"},
+                # kubelet's default (--enable-controller-attach-detach): kube-controller-manager attaches.
+                "annotations": {CONTROLLER_MANAGED_ATTACH_DETACH: "true"},
             },
             "spec": {"taints": [UNINITIALIZED]},
         },

@@ -62,6 +62,17 @@ class CertificateAuthority:
             .sign(self._key, hashes.SHA256())
         )
 
+    @classmethod
+    def load(cls, directory: Path, stem: str) -> CertificateAuthority:
+        """The CA a control plane wrote with `pair.write(directory, stem)`, to issue more certificates later."""
+        ca = cls.__new__(cls)
+        key = serialization.load_pem_private_key((directory / f"{stem}.key").read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise TypeError(f"{directory}/{stem}.key is not an EC key")
+        ca._key = key
+        ca._cert = x509.load_pem_x509_certificate((directory / f"{stem}.crt").read_bytes())
+        return ca
+
     @property
     def pair(self) -> KeyPair:
         return KeyPair(self._cert.public_bytes(serialization.Encoding.PEM), _key_pem(self._key))
