@@ -25,8 +25,9 @@ test: lint
 test-long: bootstrap
 	$(PY) -m pytest -m long
 
+# `make demo DEMO_ARGS=--keep` leaves it running.
 demo: bootstrap
-	$(PY) -m e2e.demo --dir $(DEMO_DIR)
+	$(PY) -m e2e.demo --dir $(DEMO_DIR) $(DEMO_ARGS)
 
 demo-down: bootstrap
 	$(PY) -m e2e.cluster down --dir $(DEMO_DIR)

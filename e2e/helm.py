@@ -89,3 +89,14 @@ def one(manifests: Iterable[Manifest], kind: str, name: str | None = None) -> Ma
     if len(found) != 1:
         raise LookupError(f"expected one {kind} {name or ''}, found {len(found)}")
     return found[0]
+
+
+def merge_values(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """`extra` over `base`, maps merged key by key as helm merges values files."""
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_values(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,11 +103,12 @@ def parent_kubeconfig_secret(cluster: Cluster, service_account: str) -> str:
     return result.stdout
 
 
-def install(cluster: Cluster) -> Platform:
-    """Prepare the parent for the tenant and hand the tenant its parent kubeconfig; idempotent."""
+def install(cluster: Cluster, overrides: Mapping[str, Any] | None = None) -> Platform:
+    """Prepare the parent for the tenant and hand the tenant its parent kubeconfig; idempotent. `overrides` are
+    merged into the parent chart's values."""
     pool = lb_pool(cluster)
     _apply(cluster, "parent", [*parent_storage(), pool])
-    values = parent_chart_values(cluster)
+    values = helm.merge_values(parent_chart_values(cluster), overrides or {})
     manifests = helm.template(helm.PARENT_CHART, namespace=cluster.parent_namespace, values=values)
     _apply(cluster, "parent", manifests)
     service_account = helm.one(manifests, "ServiceAccount")["metadata"]["name"]

@@ -46,17 +46,7 @@ def values(cluster: Cluster, platform: Platform, overrides: Mapping[str, Any] | 
             }
         },
     }
-    return _merged(base, overrides or {})
-
-
-def _merged(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merged(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+    return helm.merge_values(base, overrides or {})
 
 
 @dataclass(frozen=True)

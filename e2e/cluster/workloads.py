@@ -137,10 +137,16 @@ def _wait(pending: list[_Pending], timeout: float) -> None:
 
 
 def start(
-    cluster: Cluster, *, ccm: bool = True, values: Mapping[str, Any] | None = None, timeout: float = 90.0
+    cluster: Cluster,
+    *,
+    ccm: bool = True,
+    values: Mapping[str, Any] | None = None,
+    parent_values: Mapping[str, Any] | None = None,
+    timeout: float = 90.0,
 ) -> Stack:
-    """Deploy tenant-cloud into the harness and run its controller-side pods; see the module docstring."""
-    prepared = platform.install(cluster)
+    """Deploy tenant-cloud into the harness and run its controller-side pods; see the module docstring.
+    `values` and `parent_values` override the tenant and parent charts' values."""
+    prepared = platform.install(cluster, parent_values)
     chart = tenant_chart.install(cluster, tenant_chart.values(cluster, prepared, values))
     stack = Stack(prepared, chart)
     sidecars = sidecar_binaries()
