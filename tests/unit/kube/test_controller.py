@@ -271,11 +271,14 @@ async def test_a_running_controller_cannot_be_started_twice(queue: WorkQueue[str
 async def test_metrics_count_reconciles_by_result() -> None:
     registry = CollectorRegistry()
     reconciler = Reconciler(None, Result(requeue_after=60.0), RuntimeError("boom"))
-    controller = Controller("services", reconciler, metrics=ControllerMetrics(registry))
+    # A first retry a minute away, so a slow machine never retries the failed key within the run.
+    metrics = ControllerMetrics(registry)
+    limiter = ItemExponentialRateLimiter(base=60.0)
+    queue: WorkQueue[str] = WorkQueue("services", rate_limiter=limiter, metrics=metrics.queue)
+    controller = Controller("services", reconciler, queue, metrics=metrics)
     for key in ("a", "b", "c"):
         controller.queue.add(key)
-    # A horizon below the first 5 ms backoff, so the failed key is not retried.
-    await controller.run_until_idle(timeout=1, horizon=0.001)
+    await controller.run_until_idle(timeout=5, horizon=1.0)
 
     def sample(name: str, **labels: str) -> float | None:
         return registry.get_sample_value(name, {"controller": "services", **labels})
