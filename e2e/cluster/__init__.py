@@ -17,7 +17,7 @@ from pathlib import Path
 
 from e2e.binaries import Binaries, ensure_all
 from e2e.cluster import controller_manager as tenant_kcm
-from e2e.cluster import controlplane
+from e2e.cluster import controlplane, mounts
 from e2e.cluster.controlplane import PlaneState
 from e2e.sims import simulators as discover_simulators
 
@@ -120,6 +120,7 @@ def _wipe(directory: Path) -> None:
             _stop_all(load(directory))
         except (KeyError, TypeError, ValueError) as exc:
             _say(f"unreadable {STATE_FILE} ({exc}); removing the directory without stopping processes")
+    _release_mounts(directory)
     for child in directory.iterdir() if directory.exists() else ():
         if child.is_dir() and not child.is_symlink():
             shutil.rmtree(child)
@@ -246,13 +247,23 @@ def _stop_all(cluster: Cluster) -> None:
         list(pool.map(controlplane.stop, (cluster.parent, cluster.tenant)))
 
 
+def _release_mounts(directory: Path) -> None:
+    """Unmount what kubelet stand-ins left mounted below `directory` (they leave mounts in place when they stop,
+    as kubelet does), so removing it never deletes a volume's contents; refuse to go on if anything stays."""
+    if released := mounts.release(directory):
+        _say(f"unmounted {len(released)} filesystem(s) left under {directory}")
+    if left := mounts.mounted_under(directory):
+        raise RuntimeError(f"still mounted under {directory}, not removing it: {', '.join(map(str, left))}")
+
+
 def down(directory: Path | str) -> None:
-    """Stop exactly what `up` started (by PID) and remove its data."""
+    """Stop exactly what `up` started (by PID), unmount what is left mounted below it and remove its data."""
     directory = Path(directory).resolve()
     if not (directory / STATE_FILE).exists():
         _say(f"nothing running in {directory}")
         return
     _stop_all(load(directory))
+    _release_mounts(directory)
     shutil.rmtree(directory)
     _say(f"stopped and removed {directory}")
 

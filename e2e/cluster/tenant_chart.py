@@ -26,17 +26,25 @@ NAMESPACE = "kube-system"
 FIELD_MANAGER = "tenant-cloud-tenant-chart"
 WORKLOADS = ("Deployment", "DaemonSet", "PodDisruptionBudget")
 TOKEN_LIFETIME = "24h"
+# The StorageClass parameter csi-provisioner turns into the PV's fsType (the chart's default is ext4).
+FSTYPE_PARAMETER = "csi.storage.k8s.io/fstype"
 Manifest = dict[str, Any]
 
 
 def values(cluster: Cluster, platform: Platform, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The platform's tenant values for the harness: its parent namespace and the platform's classes."""
+    """The platform's tenant values for the harness: its parent namespace and the platform's classes, the
+    default one (ext4) and one formatting volumes with XFS."""
     base: dict[str, Any] = {
         "clusterName": cluster.cluster_name,
         "parentNamespace": cluster.parent_namespace,
         "logFormat": "logfmt",
         "storageClasses": [
             {"name": "replicated", "parentStorageClass": platform.storage_class, "default": True},
+            {
+                "name": "replicated-xfs",
+                "parentStorageClass": platform.storage_class,
+                "parameters": {FSTYPE_PARAMETER: "xfs"},
+            },
         ],
         "csi": {
             "enforcement": {
@@ -58,6 +66,9 @@ class TenantChart:
 
     def one(self, kind: str, name: str | None = None) -> Manifest:
         return helm.one(self.manifests, kind, name)
+
+    def all(self, kind: str) -> list[Manifest]:
+        return [m for m in self.manifests if m["kind"] == kind]
 
 
 def install(cluster: Cluster, chart_values: Mapping[str, Any]) -> TenantChart:

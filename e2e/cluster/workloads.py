@@ -23,7 +23,7 @@ from e2e.binaries import sidecar_binaries
 from e2e.cluster import Cluster, Process, controlplane, platform, start_process, tenant_chart
 from e2e.cluster.components import chart_container_command, snapshot_controller_command
 from e2e.cluster.platform import Platform
-from e2e.cluster.tenant_chart import TenantChart
+from e2e.cluster.tenant_chart import FSTYPE_PARAMETER, TenantChart
 
 # What each sidecar logs once it has the driver's name, leads and starts its controller (pinned versions).
 READY_LOG_LINES = {
@@ -36,6 +36,7 @@ READY_LOG_LINES = {
 # Only the kubelet reads it; nothing to run here.
 NOT_RUN = {"liveness-probe"}
 SNAPSHOT_CONTROLLER = "snapshot-controller"
+DEFAULT_CLASS = "storageclass.kubernetes.io/is-default-class"
 
 
 @dataclass
@@ -53,7 +54,18 @@ class Stack:
 
     @property
     def storage_class(self) -> str:
-        return str(self.chart.one("StorageClass")["metadata"]["name"])
+        """The default StorageClass (ext4, the chart's default filesystem)."""
+        return self._storage_class(lambda c: c["metadata"]["annotations"][DEFAULT_CLASS] == "true")
+
+    def storage_class_formatting(self, fs_type: str) -> str:
+        """A StorageClass whose volumes are formatted with `fs_type` (its csi.storage.k8s.io/fstype)."""
+        return self._storage_class(lambda c: (c.get("parameters") or {}).get(FSTYPE_PARAMETER) == fs_type)
+
+    def _storage_class(self, wanted: Callable[[Mapping[str, Any]], bool]) -> str:
+        found = [c["metadata"]["name"] for c in self.chart.all("StorageClass") if wanted(c)]
+        if len(found) != 1:
+            raise LookupError(f"{len(found)} StorageClasses of the chart match, not one: {found}")
+        return str(found[0])
 
     @property
     def snapshot_class(self) -> str:

@@ -3,15 +3,13 @@ as a background process that `python -m e2e.cluster down` stops."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from csi.app import resolve_node_id
 from csi.ids import parse_node_id
-from csi.node.mountinfo import MountTable
-from e2e.cluster import Cluster, Process, controlplane, start_process
+from e2e.cluster import Cluster, Process, controlplane, mounts, start_process
 from e2e.kubelet.manager import DEFAULT_DRIVER, Settings
 from e2e.kubelet.plugin import PluginCommand
 from e2e.sims._kubevirt_disks import by_id_root
@@ -96,11 +94,7 @@ def stop(cluster: Cluster, process: Process) -> None:
     cluster.save()
 
 
-def unmount_leftovers(cluster: Cluster) -> list[Path]:
-    """Unmount whatever stand-ins left mounted under DIR/kubelet (kubelet, too, leaves mounts in place when it
-    stops), deepest first, so that removing DIR never reaches into a volume. Returns what was unmounted."""
-    root = (cluster.dir / "kubelet").resolve()
-    mounted = [e.mount_point for e in MountTable().entries() if root in e.mount_point.parents]
-    for path in sorted(mounted, key=lambda p: len(p.parts), reverse=True):
-        subprocess.run(["umount", str(path)], check=False, capture_output=True)
-    return mounted
+def unmount_leftovers(cluster: Cluster, node: str | None = None) -> list[Path]:
+    """Unmount whatever stand-ins (or only `node`'s) left mounted under DIR/kubelet (kubelet, too, leaves mounts
+    in place when it stops), deepest first. Returns what was unmounted. `e2e.cluster.down` does it as well."""
+    return mounts.release(kubelet_root(cluster, node) if node else cluster.dir / "kubelet")

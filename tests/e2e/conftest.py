@@ -3,15 +3,16 @@ as the charts deploy it (e2e.cluster.workloads: the ccm, our CSI controller with
 snapshot-controller). Tests act only as a tenant user would (PVCs, pods bound to Nodes, Services, namespaces)
 and assert what Kubernetes and the parent show.
 
-Hooks for scenarios that also need the node side (mount, data, moving a pod): `tenant_nodes` (two Nodes,
-initialised by the ccm), `e2e` (the harness, the deployed `stack` with its driver name and classes, clients).
+The node side is the kubelet stand-in (e2e.kubelet): `tenant_nodes` are two Nodes initialised by the ccm, each
+with a stand-in running our CSI node plugin on its VM's hot-plugged disks, which registers the driver on the
+Node, mounts the volumes of its pods and reports them Running. `e2e` has the harness, the deployed `stack`
+(driver name, classes) and clients for both planes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -21,17 +22,19 @@ from typing import Any
 
 import pytest
 
-from csi.app import resolve_node_id
+from csi.node.mountinfo import MountInfo, MountTable, mount_at
 from e2e import cluster as harness
 from e2e.cluster import nodes, workloads
+from e2e.kubelet import harness as stand_in
+from e2e.kubelet.paths import KubeletPaths
 from kube.client import Client, Object
 from kube.config import from_kubeconfig
 from kube.errors import NotFound
-from kube.resources import CSINODES, NAMESPACES, NODES, PERSISTENTVOLUMECLAIMS, PODS, SERVICEACCOUNTS
+from kube.informer import wait_for_object
+from kube.resources import NAMESPACES, NODES, PERSISTENTVOLUMECLAIMS, PODS, SERVICEACCOUNTS, Resource
 
 FIELD_MANAGER = "tenant-cloud-e2e"
 NODE_NAMES = ("e2e-node-a", "e2e-node-b")
-NODE_ID_ANNOTATION = "csi.volume.kubernetes.io/nodeid"
 # What the chart's ccm waits before deleting the Node of a vanished VM; short, so node removal is quick.
 DELETE_GRACE_PERIOD = 3
 
@@ -51,6 +54,21 @@ async def until(check: Callable[[], Awaitable[Any]], what: str, timeout: float =
         assert loop.time() < deadline, f"not in {timeout:.0f}s: {what}"
         await asyncio.sleep(0.2)
     return result
+
+
+async def watch_until(
+    client: Client,
+    resource: Resource,
+    name: str,
+    namespace: str | None,
+    condition: Callable[[Object], bool],
+    what: str,
+    timeout: float = 60.0,
+) -> Object:
+    """Watch one object until `condition` holds, and return it; fail naming `what`."""
+    found = await wait_for_object(client, resource, name, namespace, condition, timeout)
+    assert found is not None, f"not in {timeout:.0f}s: {what}"
+    return found
 
 
 async def gone(client: Client, resource: Any, name: str, namespace: str | None = None) -> bool:
@@ -126,39 +144,35 @@ async def add_initialised_node(c: nodes.Clients, name: str, ip: str) -> Object:
     return found
 
 
-async def register_driver(tenant: Client, node: str, driver: str, parent_namespace: str) -> str:
-    """What kubelet's plugin registration writes once node-driver-registrar announces the node plugin: the
-    CSINode entry (owned by the Node) and the Node annotation, with the node ID our NodeGetInfo reports. For
-    scenarios without the kubelet stand-in; with it, the stand-in registers the real node plugin itself."""
-    node_id = await resolve_node_id(tenant, node, parent_namespace)
-    owner = await tenant.get(NODES, node)
-    await tenant.apply(
-        CSINODES,
-        {
-            "metadata": {
-                "name": node,
-                "ownerReferences": [
-                    {"apiVersion": "v1", "kind": "Node", "name": node, "uid": owner["metadata"]["uid"]}
-                ],
-            },
-            "spec": {"drivers": [{"name": driver, "nodeID": node_id, "topologyKeys": None}]},
-        },
-        force=True,
-    )
-    annotation = json.dumps({driver: node_id})
-    await tenant.patch(NODES, node, {"metadata": {"annotations": {NODE_ID_ANNOTATION: annotation}}})
-    return node_id
+async def start_kubelet(cluster: harness.Cluster, node: str, driver: str) -> harness.Process:
+    """The node's kubelet stand-in, once it has registered our node plugin on the Node (CSINode, node ID)."""
+    return await asyncio.to_thread(stand_in.start, cluster, node, driver=driver)
+
+
+async def stop_kubelet(cluster: harness.Cluster, process: harness.Process) -> None:
+    """Stop a stand-in; like kubelet, it leaves what it mounted in place."""
+    await asyncio.to_thread(stand_in.stop, cluster, process)
 
 
 @pytest.fixture(scope="package")
 async def tenant_nodes(e2e_cluster: harness.Cluster, stack: workloads.Stack) -> AsyncIterator[list[str]]:
-    """Two tenant Nodes (VMs in the parent), initialised by the ccm; node A, node B."""
+    """Two tenant Nodes (VMs in the parent), initialised by the ccm, each with its kubelet stand-in; node A,
+    node B. Afterwards the stand-ins stop, what they left mounted is unmounted and the Nodes go."""
+    if os.geteuid() != 0:
+        pytest.skip("the node plugin needs root for loop devices and mounts")
+    kubelets: list[harness.Process] = []
     async with nodes.clients(e2e_cluster) as c:
-        for index, name in enumerate(NODE_NAMES):
-            await add_initialised_node(c, name, f"10.50.0.{index + 1}")
-        yield list(NODE_NAMES)
-        for name in NODE_NAMES:
-            await nodes.ensure_absent(c, name)
+        try:
+            for index, name in enumerate(NODE_NAMES):
+                await add_initialised_node(c, name, f"10.50.0.{index + 1}")
+                kubelets.append(await start_kubelet(e2e_cluster, name, stack.driver_name))
+            yield list(NODE_NAMES)
+        finally:
+            for process in kubelets:
+                await stop_kubelet(e2e_cluster, process)
+            stand_in.unmount_leftovers(e2e_cluster)
+            for name in NODE_NAMES:
+                await nodes.ensure_absent(c, name)
 
 
 @pytest.fixture
@@ -188,24 +202,54 @@ def claim(name: str, storage_class: str, size: str = "1Gi", **spec: Any) -> Obje
     }
 
 
-def pod_on(node: str, name: str, claim_name: str) -> Object:
-    """A pod already bound to `node` (as the scheduler would leave it) that mounts the claim."""
+def pod_on(node: str, name: str, claim_name: str, *, block: bool = False) -> Object:
+    """A pod already bound to `node` (as the scheduler would leave it) that mounts the claim, or, for a `block`
+    claim, gets it as a device."""
+    use = (
+        {"volumeDevices": [{"name": "data", "devicePath": "/dev/data"}]}
+        if block
+        else {"volumeMounts": [{"name": "data", "mountPath": "/data"}]}
+    )
     return {
         "metadata": {"name": name},
         "spec": {
             "nodeName": node,
             "automountServiceAccountToken": False,
             "terminationGracePeriodSeconds": 0,
-            "containers": [
-                {
-                    "name": "app",
-                    "image": "registry.k8s.io/pause:3.10",
-                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-                }
-            ],
+            "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10", **use}],
             "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim_name}}],
         },
     }
+
+
+def is_running(pod: Object) -> bool:
+    status = pod.get("status") or {}
+    ready = {c["type"]: c["status"] for c in status.get("conditions") or []}
+    return status.get("phase") == "Running" and ready.get("Ready") == "True"
+
+
+async def running(tenant: Client, namespace: str, name: str, timeout: float = 90.0) -> Object:
+    """The pod once the node's kubelet stand-in has mounted its volumes and reported it Running and Ready."""
+    return await watch_until(tenant, PODS, name, namespace, is_running, f"pod {namespace}/{name} runs", timeout)
+
+
+def node_paths(cluster: harness.Cluster, node: str) -> KubeletPaths:
+    """kubelet's directories on `node` (its stand-in's root)."""
+    return KubeletPaths(stand_in.kubelet_root(cluster, node))
+
+
+def pod_mount(cluster: harness.Cluster, node: str, pod: Object, pv: str) -> Path:
+    """Where kubelet publishes a filesystem volume for the pod: what its containers see at their mountPath."""
+    return node_paths(cluster, node).pod_volume_dir(str(pod["metadata"]["uid"]), pv) / "mount"
+
+
+def pod_device(cluster: harness.Cluster, node: str, pod: Object, pv: str) -> Path:
+    """Where kubelet publishes a block volume for the pod: the device its containers get."""
+    return node_paths(cluster, node).block_publish_dir(pv) / str(pod["metadata"]["uid"])
+
+
+def mounted(path: Path) -> MountInfo | None:
+    return mount_at(MountTable().entries(), path)
 
 
 async def bound(tenant: Client, namespace: str, name: str) -> Object:
@@ -220,6 +264,7 @@ async def bound(tenant: Client, namespace: str, name: str) -> Object:
 
 
 async def delete_pod_now(tenant: Client, namespace: str, name: str) -> None:
-    """No kubelet confirms the pod's termination, so delete it as a force delete does."""
+    """Delete with grace 0, as a force delete does: the pod is gone from the API at once, and its node's kubelet
+    stand-in, if any, unpublishes and unstages its volumes from what it finds on disk, as kubelet does."""
     with contextlib.suppress(NotFound):
         await tenant.delete(PODS, name, namespace, grace_period_seconds=0)
