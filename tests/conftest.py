@@ -12,9 +12,12 @@ from e2e import cluster as harness
 from kube.client import Client
 from kube.config import from_kubeconfig
 
+# Fails the run when a credential appears in any log line of the suite (see tests/logscan.py).
+pytest_plugins = ["tests.logscan"]
+
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Cluster]:
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Cluster]:
     """The harness; TENANT_CLOUD_HARNESS_DIR reuses one already started with `python -m e2e.cluster up`."""
     reuse = os.environ.get("TENANT_CLOUD_HARNESS_DIR")
     if reuse and (Path(reuse) / harness.STATE_FILE).exists():
@@ -25,6 +28,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Cluste
     try:
         yield running
     finally:
+        from tests import logscan  # imported here: pytest_plugins registers (and assertion-rewrites) it first
+
+        if (scan := logscan.active(request.config)) is not None:
+            kubeconfigs = {"parent": running.parent_kubeconfig, "tenant": running.tenant_kubeconfig}
+            scan.harness_going_down(directory, running.kubectl, kubeconfigs)
         harness.down(directory)
 
 
