@@ -75,11 +75,11 @@ class CloudControllerManager:
     def __init__(self, options: Options) -> None:
         self.options = options
         config = options.cloud_config
-        parent_config = kube_config.load(config.kubeconfig)
+        parent_config = kube_config.load(config.kubeconfig, "cloud-config kubeconfig")
         namespace = config.namespace or parent_config.namespace
         if not namespace:
             raise StartupError("no parent namespace: set `namespace` in the cloud-config or in the kubeconfig context")
-        self.tenant = Client.from_config(kube_config.load(options.tenant_kubeconfig), FIELD_MANAGER)
+        self.tenant = Client.from_config(kube_config.load(options.tenant_kubeconfig, "--kubeconfig"), FIELD_MANAGER)
         self.parent = Client.from_config(parent_config, FIELD_MANAGER)
         self.registry = CollectorRegistry()
         self.health = HealthServer(self.registry, options.health_bind, options.metrics_bind)
