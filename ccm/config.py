@@ -13,6 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from kube.validation import describe
 from lb.config import LoadBalancerConfig
 
 log = logging.getLogger(__name__)
@@ -68,17 +69,6 @@ class CloudConfigError(ValueError):
     """The cloud-config could not be read; the message names the offending keys."""
 
 
-def _describe(error: ValidationError) -> str:
-    problems = []
-    for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "<root>"
-        if item["type"] == "extra_forbidden":
-            problems.append(f"unknown key {where!r}")
-        else:
-            problems.append(f"{where}: {item['msg']}")
-    return "; ".join(problems)
-
-
 def parse_cloud_config(text: str, source: str = "cloud-config") -> CloudConfig:
     try:
         raw = yaml.safe_load(text) if text.strip() else {}
@@ -89,7 +79,7 @@ def parse_cloud_config(text: str, source: str = "cloud-config") -> CloudConfig:
     try:
         config = CloudConfig.model_validate(raw)
     except ValidationError as exc:
-        raise CloudConfigError(f"{source}: {_describe(exc)}") from exc
+        raise CloudConfigError(f"{source}: {describe(exc)}") from exc
     lb = config.load_balancer
     if lb.creation_poll_interval is not None or lb.creation_poll_timeout is not None:
         log.info("%s: loadBalancer.creationPoll* are ignored: load-balancer IPs are watched, not polled", source)

@@ -9,6 +9,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from kube.validation import describe
+
 
 class SnapshotMapping(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
@@ -44,14 +46,28 @@ class ConfigError(ValueError):
     pass
 
 
+ENFORCEMENT_FLAG = "--storage-class-enforcement"
+
+
 def load_enforcement(path: str | None) -> Enforcement:
+    """The enforcement YAML; every problem is a ConfigError that names the flag, the file and the key."""
     if not path:
         return Enforcement()
+    where = f"{ENFORCEMENT_FLAG} {path}"
     try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        raw = yaml.safe_load(Path(path).read_text())
+    except OSError as error:
+        raise ConfigError(f"{where}: {error.strerror or error}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{where}: not valid YAML: {error}") from None
+    if raw is None:
+        return Enforcement()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
         return Enforcement.model_validate(raw)
-    except (yaml.YAMLError, ValidationError, OSError) as error:
-        raise ConfigError(f"{path}: {error}") from error
+    except ValidationError as error:
+        raise ConfigError(f"{where}: {describe(error)}") from None
 
 
 @dataclass(frozen=True)
