@@ -10,10 +10,9 @@ import logging
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from kube.validation import describe
+from kube.validation import SettingsError, describe, yaml_mapping
 from lb.config import LoadBalancerConfig
 
 log = logging.getLogger(__name__)
@@ -71,11 +70,9 @@ class CloudConfigError(ValueError):
 
 def parse_cloud_config(text: str, source: str = "cloud-config") -> CloudConfig:
     try:
-        raw = yaml.safe_load(text) if text.strip() else {}
-    except yaml.YAMLError as exc:
-        raise CloudConfigError(f"{source}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise CloudConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+        raw = yaml_mapping(text)
+    except SettingsError as exc:
+        raise CloudConfigError(f"{source}: {exc}") from None
     try:
         config = CloudConfig.model_validate(raw)
     except ValidationError as exc:

@@ -6,10 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from kube.validation import describe
+from kube.validation import SettingsError, describe, yaml_mapping
 
 
 class SnapshotMapping(BaseModel):
@@ -55,15 +54,11 @@ def load_enforcement(path: str | None) -> Enforcement:
         return Enforcement()
     where = f"{ENFORCEMENT_FLAG} {path}"
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        raw = yaml_mapping(Path(path).read_text())
     except OSError as error:
         raise ConfigError(f"{where}: {error.strerror or error}") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{where}: not valid YAML: {error}") from None
-    if raw is None:
-        return Enforcement()
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping at the top level, got {type(raw).__name__}")
+    except SettingsError as error:
+        raise ConfigError(f"{where}: {error}") from None
     try:
         return Enforcement.model_validate(raw)
     except ValidationError as error:
