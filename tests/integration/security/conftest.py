@@ -5,6 +5,7 @@ a closed door, are what keeps tenant data out of the parent)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from kube.errors import AlreadyExists, NotFound
 from kube.resources import ENDPOINTSLICES, NAMESPACES, SERVICES, Resource
 from lb.translate import MANAGED_BY, MANAGED_BY_LABEL, TENANT_NAME_LABEL, TENANT_NAMESPACE_LABEL
 from tests.integration.ccm_runner import eventually
+from tests.integration.charts.conftest import as_tenant, parent_release, sa_kubeconfig  # noqa: F401 - fixtures
 from tests.integration.csi.conftest import parent_storage  # noqa: F401 - a fixture the CSI tests here use too
 from tests.integration.lb.conftest import POOL_V4, POOL_V6, POOLS, make_pool
 from tests.integration.security.processes import Running, leading, running
@@ -72,33 +74,45 @@ HOSTILE_LB_CONFIG: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class Kept:
-    """A parent object that must stay exactly as it is: same UID, same resourceVersion."""
+    """A parent object that must stay as it is: same UID and resourceVersion or, where simulators keep writing
+    its status, the same labels, annotations and spec."""
 
     resource: Resource
     namespace: str
     name: str
     uid: str
     resource_version: str
+    content: str
 
-    async def changed(self, parent: Client) -> str | None:
+    async def changed(self, parent: Client, *, status_moves: bool = False) -> str | None:
         try:
             now = await parent.get(self.resource, self.name, self.namespace)
         except NotFound:
             return f"{self.resource.kind} {self.namespace}/{self.name} was deleted"
         meta = now["metadata"]
-        if (meta["uid"], meta["resourceVersion"]) != (self.uid, self.resource_version):
+        if meta["uid"] != self.uid:
+            return f"{self.resource.kind} {self.namespace}/{self.name} was replaced"
+        if status_moves and content_of(now) != self.content:
+            return f"{self.resource.kind} {self.namespace}/{self.name} changed: {content_of(now)}"
+        if not status_moves and meta["resourceVersion"] != self.resource_version:
             change = f"resourceVersion {self.resource_version} -> {meta['resourceVersion']}"
             return f"{self.resource.kind} {self.namespace}/{self.name} changed ({change})"
         return None
 
 
+def content_of(obj: Object) -> str:
+    meta = obj["metadata"]
+    kept_meta = {k: meta.get(k) for k in ("labels", "annotations", "deletionTimestamp", "finalizers")}
+    return json.dumps({"metadata": kept_meta, "spec": obj.get("spec")}, sort_keys=True)
+
+
 def kept(resource: Resource, obj: Object) -> Kept:
     meta = obj["metadata"]
-    return Kept(resource, meta["namespace"], meta["name"], meta["uid"], meta["resourceVersion"])
+    return Kept(resource, meta["namespace"], meta["name"], meta["uid"], meta["resourceVersion"], content_of(obj))
 
 
-async def unchanged(parent: Client, objects: list[Kept]) -> list[str]:
-    return [problem for o in objects if (problem := await o.changed(parent)) is not None]
+async def unchanged(parent: Client, objects: list[Kept], *, status_moves: bool = False) -> list[str]:
+    return [p for o in objects if (p := await o.changed(parent, status_moves=status_moves)) is not None]
 
 
 def foreign_service(cluster_name: str, tenant_namespace: str, tenant_name: str) -> Object:
