@@ -141,7 +141,15 @@ class CloudControllerManager:
                 await self.parent.close()
 
     async def _run_controllers(self, stop: asyncio.Event) -> None:
-        await wait_all_synced(self.informers)
+        # A cache may never sync (the parent refuses our lists): a stop must still end the wait.
+        synced = asyncio.create_task(wait_all_synced(self.informers))
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait((synced, stopped), return_when=asyncio.FIRST_COMPLETED)
+        for waiting in (synced, stopped):
+            waiting.cancel()
+        if stop.is_set():
+            return
+        synced.result()  # a failure of the wait itself is not swallowed
         log.info("caches synced; starting controllers %s", ", ".join(c.name for c in self.controllers))
         runs = [controller.run(stop) for controller in self.controllers]
         if self.load_balancers is not None:
