@@ -17,7 +17,8 @@ import aiohttp
 REPO = Path(__file__).resolve().parents[3]
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
-_HEALTH_LINE = re.compile(r'msg="serving /healthz /readyz[^"]*".*\baddress=(?P<address>\S+)')
+# The HealthServer's line, in logfmt (address=H:P) or JSON ("address": "H:P").
+_HEALTH_LINE = re.compile(r'serving /healthz /readyz.*?\baddress"?[=:] ?"?(?P<address>[^\s",}]+)')
 
 
 @dataclass
