@@ -17,7 +17,7 @@ pytest_plugins = ["tests.logscan"]
 
 
 @pytest.fixture(scope="session")
-def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Cluster]:
     """The harness; TENANT_CLOUD_HARNESS_DIR reuses one already started with `python -m e2e.cluster up`."""
     reuse = os.environ.get("TENANT_CLOUD_HARNESS_DIR")
     if reuse and (Path(reuse) / harness.STATE_FILE).exists():
@@ -28,11 +28,6 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     try:
         yield running
     finally:
-        from tests import logscan  # imported here: pytest_plugins registers (and assertion-rewrites) it first
-
-        if (scan := logscan.active(request.config)) is not None:
-            kubeconfigs = {"parent": running.parent_kubeconfig, "tenant": running.tenant_kubeconfig}
-            scan.harness_going_down(directory, running.kubectl, kubeconfigs)
         harness.down(directory)
 
 

@@ -3,7 +3,8 @@
 During the session every record of our loggers is captured down to TRACE, and every record of other loggers at
 the level they already had, into a spool file; nothing else changes (records below a logger's own level never
 reach other handlers, so caplog and pytest's reports see what they saw before). At the end the spool and every
-log file under pytest's basetemp (harness logs are copied there before a harness is torn down) are searched for
+log file under pytest's basetemp (e2e.cluster.down is wrapped: a harness's logs are copied, and the tokens in its
+Secrets noted, before it is removed) are searched for
 the credentials the suite made (kubeconfig tokens and client keys, ServiceAccount tokens, private keys on disk)
 and for anything shaped like one (PEM private keys, bearer tokens, JWTs, `Authorization:` values). Findings are
 reported with file and line, the secret masked, and the run's exit status becomes non-zero.
@@ -24,7 +25,7 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -281,6 +282,8 @@ class LogScan:
         self.spool_path = self._spool_dir / "records.log"
         self._spool = _Spool(self.spool_path)
         self._opened: dict[str, int] = {}
+        self._down: Any = None
+        self._copied_from: dict[Path, Path] = {}
         self.records_scanned = 0
         self.files_scanned = 0
 
@@ -320,6 +323,10 @@ class LogScan:
         self._spool.flush()
 
     def stop(self) -> None:
+        if self._down is not None:
+            from e2e import cluster as harness
+
+            harness.down = self._down
         logging.Logger.manager.loggerClass = self._logger_class
         logging.getLogger().removeHandler(self._others)
         for logger in list(logging.Logger.manager.loggerDict.values()):
@@ -331,10 +338,24 @@ class LogScan:
                 logger.setLevel(level)
         self._spool.close()
 
-    def harness_going_down(self, directory: Path, kubectl: str, kubeconfigs: dict[str, Path]) -> None:
-        """Called before a harness is removed: note its credentials and keep a copy of its logs."""
-        for plane, kubeconfig in kubeconfigs.items():
-            self.secrets.add_cluster_secrets(kubectl, kubeconfig, plane)
+    def keep_harness_logs(self) -> None:
+        """Every harness torn down in this session (e2e.cluster.down) leaves its logs and credentials with us."""
+        from e2e import cluster as harness
+
+        self._down = original = harness.down
+
+        def down(directory: Path | str) -> None:
+            with contextlib.suppress(Exception):  # a broken harness is down's to report, not ours
+                self.harness_going_down(harness.load(directory))
+            original(directory)
+
+        harness.down = down
+
+    def harness_going_down(self, cluster: Any) -> None:
+        """Before a harness (an e2e.cluster.Cluster) is removed: note its credentials, keep a copy of its logs."""
+        directory = Path(cluster.dir)
+        for plane in ("parent", "tenant"):
+            self.secrets.add_cluster_secrets(cluster.kubectl, cluster.plane(plane).kubeconfig, plane)
         for path in credential_files(directory):
             self.secrets.add_file(path)
         keep = self._spool_dir / f"harness-{len(self.harness_dirs)}"
@@ -343,6 +364,7 @@ class LogScan:
             target.parent.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(OSError):
                 shutil.copyfile(path, target)
+                self._copied_from[target] = path
         self.harness_dirs.append(directory)
 
     def scan(self, extra_roots: Iterable[Path] = ()) -> list[Finding]:
@@ -356,7 +378,8 @@ class LogScan:
         files = [p for p in log_files(self._spool_dir) if p != self.spool_path]
         files += [p for root in roots for p in log_files(root)]
         for path in files:
-            findings += scan_file(path, self.secrets)
+            origin = self._copied_from.get(path, path)  # report where the process wrote it
+            findings += [replace(f, path=origin) for f in scan_file(path, self.secrets)]
         self.files_scanned = len(files)
         self.findings = findings
         return findings
@@ -376,6 +399,7 @@ def active(config: pytest.Config) -> LogScan | None:
 def pytest_configure(config: pytest.Config) -> None:
     scan = LogScan()
     scan.start()
+    scan.keep_harness_logs()
     config.stash[_STATE] = scan
 
 
@@ -416,8 +440,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         if len(scan.findings) > 50:
             terminalreporter.write_line(f"... and {len(scan.findings) - 50} more")
     terminalreporter.write_line(
-        f"log scan: {scan.records_scanned} log records and {scan.files_scanned} log files searched for "
-        f"{len(scan.secrets.known)} known secrets and {len(SHAPES)} secret shapes: {len(scan.findings)} found"
+        f"log scan: {scan.records_scanned} log records and {scan.files_scanned} log files (from "
+        f"{len(scan.harness_dirs)} torn-down harnesses and basetemp) searched for {len(scan.secrets.known)} known "
+        f"secrets and {len(SHAPES)} secret shapes: {len(scan.findings)} found"
     )
 
 
