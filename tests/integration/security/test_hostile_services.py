@@ -14,7 +14,7 @@ import ipaddress
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from hypothesis import given, note
@@ -296,7 +296,7 @@ class Figures:
     generated: int = 0
     accepted: int = 0
     exposed: int = 0
-    started: float = field(default_factory=time.monotonic)
+    started: float = 0.0
 
 
 FIGURES = Figures()
@@ -351,24 +351,45 @@ def _too_big_for_the_parent(tenant: Object) -> bool:
     return copied + sum(len(k) + len(v) for k, v in INFRA_ANNOTATIONS.items()) > ANNOTATIONS_LIMIT - 1024
 
 
-async def check_parent_objects(tenant_client: Client, parent: Client, cluster: harness.Cluster) -> list[str]:
+async def new_in_the_parent(parent: Client, cluster: harness.Cluster, resource: Any, known: set[str]) -> list[Object]:
+    """Every object of `resource` in our parent namespace that was not there before the first batch, whatever its
+    labels say: a parent object the ccm mislabelled must not hide from the checks."""
+    listed = (await parent.list_all(resource, cluster.parent_namespace)).items
+    return [o for o in listed if o["metadata"]["name"] not in known]
+
+
+async def check_parent_objects(
+    tenant_client: Client, parent: Client, cluster: harness.Cluster, baseline: dict[str, set[str]]
+) -> list[str]:
     problems = []
-    services = await ours(parent, cluster, SERVICES)
+    services = await new_in_the_parent(parent, cluster, SERVICES, baseline["services"])
     for service in services:
-        name = service["metadata"]["labels"].get(TENANT_NAME_LABEL, "")
+        name = (service["metadata"].get("labels") or {}).get(TENANT_NAME_LABEL, "")
         try:
             tenant = await tenant_client.get(SERVICES, name, HOSTILE_NAMESPACE)
         except NotFound:
-            problems.append(f"parent Service {service['metadata']['name']} for a tenant Service {name} that is gone")
+            problems.append(f"parent Service {service['metadata']['name']} for a tenant Service {name!r} that is gone")
             continue
         problems += [
             f"{service['metadata']['name']}: {p}" for p in forbidden_on_service(service, tenant, cluster.cluster_name)
         ]
     names = {s["metadata"]["name"] for s in services}
-    for endpoint_slice in await ours(parent, cluster, ENDPOINTSLICES):
+    for endpoint_slice in await new_in_the_parent(parent, cluster, ENDPOINTSLICES, baseline["endpointslices"]):
         owner = (endpoint_slice["metadata"].get("labels") or {}).get("kubernetes.io/service-name", "")
         problems += forbidden_on_slice(endpoint_slice, owner if owner in names else "<one of ours>")
     return problems
+
+
+BASELINE: dict[str, set[str]] = {}
+
+
+async def baseline(parent: Client, cluster: harness.Cluster) -> dict[str, set[str]]:
+    """The parent namespace's Services and slices before the first batch (other tests', the foreign ones)."""
+    if not BASELINE:
+        for resource in (SERVICES, ENDPOINTSLICES):
+            listed = (await parent.list_all(resource, cluster.parent_namespace)).items
+            BASELINE[resource.plural] = {o["metadata"]["name"] for o in listed}
+    return BASELINE
 
 
 async def healthy(ccm: Running) -> list[str]:
@@ -412,6 +433,8 @@ async def test_hostile_services_never_crash_the_ccm_leak_to_the_parent_or_touch_
     parent_client: Client,
     cluster: harness.Cluster,
 ) -> None:
+    FIGURES.started = FIGURES.started or time.monotonic()  # from the first example on
+    before = await baseline(parent_client, cluster)
     FIGURES.examples += 1
     FIGURES.generated += len(batch)
     created = await push(tenant_client, batch)
@@ -421,7 +444,7 @@ async def test_hostile_services_never_crash_the_ccm_leak_to_the_parent_or_touch_
         await eventually(lambda: settled(tenant_client, parent_client, cluster, created), timeout=SETTLE_TIMEOUT)
         FIGURES.exposed += len(await ours(parent_client, cluster, SERVICES))
         assert await healthy(hostile_ccm) == []
-        assert await check_parent_objects(tenant_client, parent_client, cluster) == []
+        assert await check_parent_objects(tenant_client, parent_client, cluster, before) == []
         assert await unchanged(parent_client, foreign_services) == []
     finally:
         await delete_all(tenant_client, parent_client, cluster, created)
