@@ -75,11 +75,11 @@ class CloudControllerManager:
     def __init__(self, options: Options) -> None:
         self.options = options
         config = options.cloud_config
-        parent_config = kube_config.load(config.kubeconfig)
+        parent_config = kube_config.load(config.kubeconfig, "cloud-config kubeconfig")
         namespace = config.namespace or parent_config.namespace
         if not namespace:
             raise StartupError("no parent namespace: set `namespace` in the cloud-config or in the kubeconfig context")
-        self.tenant = Client.from_config(kube_config.load(options.tenant_kubeconfig), FIELD_MANAGER)
+        self.tenant = Client.from_config(kube_config.load(options.tenant_kubeconfig, "--kubeconfig"), FIELD_MANAGER)
         self.parent = Client.from_config(parent_config, FIELD_MANAGER)
         self.registry = CollectorRegistry()
         self.health = HealthServer(self.registry, options.health_bind, options.metrics_bind)
@@ -141,7 +141,15 @@ class CloudControllerManager:
                 await self.parent.close()
 
     async def _run_controllers(self, stop: asyncio.Event) -> None:
-        await wait_all_synced(self.informers)
+        # A cache may never sync (the parent refuses our lists): a stop must still end the wait.
+        synced = asyncio.create_task(wait_all_synced(self.informers))
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait((synced, stopped), return_when=asyncio.FIRST_COMPLETED)
+        for waiting in (synced, stopped):
+            waiting.cancel()
+        if stop.is_set():
+            return
+        synced.result()  # a failure of the wait itself is not swallowed
         log.info("caches synced; starting controllers %s", ", ".join(c.name for c in self.controllers))
         runs = [controller.run(stop) for controller in self.controllers]
         if self.load_balancers is not None:

@@ -10,9 +10,9 @@ import logging
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from kube.validation import SettingsError, describe, yaml_mapping
 from lb.config import LoadBalancerConfig
 
 log = logging.getLogger(__name__)
@@ -68,28 +68,15 @@ class CloudConfigError(ValueError):
     """The cloud-config could not be read; the message names the offending keys."""
 
 
-def _describe(error: ValidationError) -> str:
-    problems = []
-    for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "<root>"
-        if item["type"] == "extra_forbidden":
-            problems.append(f"unknown key {where!r}")
-        else:
-            problems.append(f"{where}: {item['msg']}")
-    return "; ".join(problems)
-
-
 def parse_cloud_config(text: str, source: str = "cloud-config") -> CloudConfig:
     try:
-        raw = yaml.safe_load(text) if text.strip() else {}
-    except yaml.YAMLError as exc:
-        raise CloudConfigError(f"{source}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise CloudConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+        raw = yaml_mapping(text)
+    except SettingsError as exc:
+        raise CloudConfigError(f"{source}: {exc}") from None
     try:
         config = CloudConfig.model_validate(raw)
     except ValidationError as exc:
-        raise CloudConfigError(f"{source}: {_describe(exc)}") from exc
+        raise CloudConfigError(f"{source}: {describe(exc)}") from exc
     lb = config.load_balancer
     if lb.creation_poll_interval is not None or lb.creation_poll_timeout is not None:
         log.info("%s: loadBalancer.creationPoll* are ignored: load-balancer IPs are watched, not polled", source)

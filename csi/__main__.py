@@ -11,7 +11,7 @@ from pathlib import Path
 
 from csi.app import Driver, Options, StartupError
 from csi.config import ConfigError, DriverConfig, load_enforcement
-from csi.linstor.flags import add_linstor_flags, linstor_settings_from
+from csi.linstor.flags import add_linstor_flags, check_tls_files, linstor_settings_from
 from kube.controller import install_signal_handlers
 from kube.flags import add_bool_flag, add_logging_flags, parse_duration, parse_label_list
 from kube.logging import configure_logging
@@ -92,6 +92,9 @@ def options_from(args: argparse.Namespace) -> Options:
         provision_timeout=args.provision_timeout,
         vm_labels=args.vm_labels,
     )
+    linstor = linstor_settings_from(args)
+    if linstor is not None:
+        check_tls_files(linstor)
     return Options(
         config=config,
         endpoint=args.endpoint,
@@ -105,7 +108,7 @@ def options_from(args: argparse.Namespace) -> Options:
         by_id_root=args.by_id_root,
         health_bind=args.health_bind_address,
         metrics_bind=args.metrics_bind_address,
-        linstor=linstor_settings_from(args),
+        linstor=linstor,
     )
 
 

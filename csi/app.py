@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "tenant-cloud-csi"
 INSTANCE_ID_LABEL = "node.kubernetes.io/instance-id"
+TENANT_KUBECONFIG_FLAG = "--tenant-cluster-kubeconfig"
 
 
 class StartupError(RuntimeError):
@@ -72,7 +73,9 @@ class Driver:
         self.linstor: LinstorView | None = None
         self.clients: list[Client] = []
         if options.run_controller:
-            client = Client.from_config(kube_config.load(options.parent_kubeconfig), FIELD_MANAGER)
+            client = Client.from_config(
+                kube_config.load(options.parent_kubeconfig, "--infra-cluster-kubeconfig"), FIELD_MANAGER
+            )
             self.clients.append(client)
             self.parent = Parent(client, options.config)
             self.linstor = LinstorView(client, options.config.namespace, options.linstor)
@@ -117,7 +120,9 @@ class Driver:
         """Health Events on tenant PVCs: only with LINSTOR configured, as they need the tenant API."""
         if self.linstor is None or not self.linstor.configured:
             return []
-        tenant = Client.from_config(kube_config.load(self.options.tenant_kubeconfig), FIELD_MANAGER)
+        tenant = Client.from_config(
+            kube_config.load(self.options.tenant_kubeconfig, TENANT_KUBECONFIG_FLAG), FIELD_MANAGER
+        )
         self.clients.append(tenant)
         events = TenantVolumeEvents(tenant, self.options.config.driver_name)
         events.follow(self.linstor)
@@ -128,7 +133,9 @@ class Driver:
         if not identity:
             if not self.options.node_name:
                 raise StartupError("--node-name is required to run the node service")
-            tenant = Client.from_config(kube_config.load(self.options.tenant_kubeconfig), FIELD_MANAGER)
+            tenant = Client.from_config(
+                kube_config.load(self.options.tenant_kubeconfig, TENANT_KUBECONFIG_FLAG), FIELD_MANAGER
+            )
             self.clients.append(tenant)
             try:
                 identity = await resolve_node_id(tenant, self.options.node_name, self.options.config.namespace)

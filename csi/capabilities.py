@@ -28,12 +28,20 @@ def problem(capability: Any) -> str | None:
     if not block and not capability.HasField("mount"):
         return "volume capability needs an access type (block or mount)"
     if mode not in SINGLE_NODE | MULTI_NODE:
-        return f"access mode {Mode.Mode.Name(mode)} is not supported"
+        return f"access mode {_mode_name(mode)} is not supported"
     if mode in MULTI_NODE and not block:
         return "multi-node filesystem volumes (RWX filesystem) are not supported; use block volumes for RWX"
     if not block and capability.mount.fs_type not in FS_TYPES:
         return f"filesystem {capability.mount.fs_type!r} is not supported (ext4, xfs)"
     return None
+
+
+def _mode_name(mode: int) -> str:
+    """The mode's name; a number no CSI version defines (a newer CO, or garbage) is shown as it came."""
+    try:
+        return str(Mode.Mode.Name(mode))
+    except ValueError:
+        return str(mode)
 
 
 def check(capabilities: Iterable[Any]) -> None:

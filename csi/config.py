@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kube.validation import SettingsError, describe, yaml_mapping
 
 
 class SnapshotMapping(BaseModel):
@@ -44,14 +45,24 @@ class ConfigError(ValueError):
     pass
 
 
+ENFORCEMENT_FLAG = "--storage-class-enforcement"
+
+
 def load_enforcement(path: str | None) -> Enforcement:
+    """The enforcement YAML; every problem is a ConfigError that names the flag, the file and the key."""
     if not path:
         return Enforcement()
+    where = f"{ENFORCEMENT_FLAG} {path}"
     try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        raw = yaml_mapping(Path(path).read_text())
+    except OSError as error:
+        raise ConfigError(f"{where}: {error.strerror or error}") from None
+    except SettingsError as error:
+        raise ConfigError(f"{where}: {error}") from None
+    try:
         return Enforcement.model_validate(raw)
-    except (yaml.YAMLError, ValidationError, OSError) as error:
-        raise ConfigError(f"{path}: {error}") from error
+    except ValidationError as error:
+        raise ConfigError(f"{where}: {describe(error)}") from None
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from csi.node.errors import (
     DeviceNotFound,
     FilesystemCorrupted,
     NotABlockDevice,
+    NotEmpty,
     UnsafeToFormat,
     UnsupportedFilesystem,
 )
@@ -84,7 +85,14 @@ def os_errors_as_statuses() -> Iterator[None]:
         # The hot-plug is still settling. kubelet retries UNAVAILABLE with backoff and, as for ABORTED or
         # DEADLINE_EXCEEDED, treats it as "may still be in progress" rather than a final failure.
         raise OperationPending(f"{err}: the hot-plugged disk has not appeared in the VM yet") from err
-    except (AmbiguousDevice, UnsafeToFormat, FilesystemCorrupted, UnsupportedFilesystem, NotABlockDevice) as err:
+    except (
+        AmbiguousDevice,
+        UnsafeToFormat,
+        FilesystemCorrupted,
+        UnsupportedFilesystem,
+        NotABlockDevice,
+        NotEmpty,
+    ) as err:
         raise FailedPrecondition(str(err)) from err
     except CommandTimedOut as err:
         raise TimeoutError(str(err)) from err

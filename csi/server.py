@@ -16,10 +16,13 @@ from google.protobuf.message import Message
 
 from csi._proto import csi_pb2_grpc
 from csi.errors import Busy, DriverError, status_for
+from kube.errors import scrub
 
 log = logging.getLogger(__name__)
 
 STRIPPED = "***stripped***"
+DETAILS_LIMIT = 1024
+LOGGED_REQUEST_LIMIT = 4096
 SECRET_FIELDS = frozenset({"secrets"})
 
 
@@ -34,6 +37,17 @@ def strip_secrets(message: Message) -> dict[str, Any]:
         return value
 
     return dict(walk(MessageToDict(message, preserving_proto_field_name=True)))
+
+
+def short(error: BaseException) -> str:
+    """An error for a status message: errors echo IDs and paths, and a huge one in the trailers would make gRPC
+    drop the answer (RESOURCE_EXHAUSTED on the client) instead of carrying it."""
+    return scrub(str(error), DETAILS_LIMIT)
+
+
+def logged(request: Message) -> str:
+    """The request for a log line: secrets stripped, cut to a readable size."""
+    return scrub(str(strip_secrets(request)), LOGGED_REQUEST_LIMIT)
 
 
 class VolumeGuard:
@@ -79,23 +93,23 @@ class LoggingInterceptor(grpc.aio.ServerInterceptor):
             except DriverError as error:
                 code = status_for(error)
                 log.info(
-                    "%s -> %s: %s", method, code.name, error, extra={"fields": {"request": str(strip_secrets(request))}}
+                    "%s -> %s: %s", method, code.name, short(error), extra={"fields": {"request": logged(request)}}
                 )
-                await context.abort(code, str(error))
+                await context.abort(code, short(error))
             except grpc.aio.AbortError:
                 raise
             except Exception as error:  # every other failure still becomes a status, never a dropped stream
                 code = status_for(error)
                 log.warning(
-                    "%s -> %s: %s", method, code.name, error, extra={"fields": {"request": str(strip_secrets(request))}}
+                    "%s -> %s: %s", method, code.name, short(error), extra={"fields": {"request": logged(request)}}
                 )
-                await context.abort(code, f"{type(error).__name__}: {error}")
+                await context.abort(code, f"{type(error).__name__}: {short(error)}")
             if log.isEnabledFor(logging.DEBUG):  # serialising every request on the hot path costs real time
                 log.debug(
                     "%s -> OK in %.1fms",
                     method,
                     (time.perf_counter() - started) * 1000,
-                    extra={"fields": {"request": str(strip_secrets(request))}},
+                    extra={"fields": {"request": logged(request)}},
                 )
             return response
 

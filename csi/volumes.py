@@ -29,6 +29,7 @@ from kube.quantity import parse_quantity
 from kube.resources import PERSISTENTVOLUMECLAIMS
 
 MIB = 1 << 20
+MAX_SIZE = (1 << 63) - 1  # int64, the type of every size in the CSI protocol
 STORAGE_CLASS_KEYS = ("infraStorageClassName", "parentStorageClass")
 KNOWN_PARAMETERS = frozenset({*STORAGE_CLASS_KEYS, "bus"})
 FORWARDED_PREFIX = "csi.storage.k8s.io/"  # the provisioner's own extra metadata: ignored
@@ -50,6 +51,9 @@ def size_for(capacity: Any, default: int) -> int:
         if required > limit - (limit % MIB) or limit < MIB:
             raise OutOfRange(f"no size of whole MiB fits between {required} and {limit} bytes")
         size = limit - limit % MIB
+    if size > MAX_SIZE:
+        # CSI reports sizes as int64: a volume rounded up past it could be made but never described.
+        raise OutOfRange(f"{required} bytes rounded up to whole MiB is more than the {MAX_SIZE} bytes CSI can express")
     return size
 
 

@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import yaml
+
 IN_CLUSTER_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+class KubeconfigError(ValueError):
+    """No usable cluster access: a kubeconfig that is missing or malformed, or no in-cluster environment.
+
+    The message names the file and what is wrong with it, never its credentials.
+    """
 
 
 class Credentials(Protocol):
@@ -107,15 +116,30 @@ def _ssl_context(ca_file: str | None, cert_file: str | None, key_file: str | Non
 
 def from_kubeconfig(path: str | os.PathLike[str] | None = None, context: str | None = None) -> ClusterConfig:
     """Load a kubeconfig file (default: $KUBECONFIG or ~/.kube/config)."""
+    config_file = str(path) if path else None
+    if config_file is not None and not Path(config_file).is_file():
+        raise KubeconfigError(f"kubeconfig {config_file}: no such file")
+    try:
+        return _load_kubeconfig(config_file, context)
+    except (OSError, ValueError) as error:  # ssl.SSLError is an OSError
+        raise KubeconfigError(f"kubeconfig {config_file or '(default)'}: {error}") from None
+    except (TypeError, KeyError, AttributeError) as error:
+        # The kubernetes package walks the YAML without checking its shape first.
+        raise KubeconfigError(f"kubeconfig {config_file or '(default)'}: not a valid kubeconfig ({error})") from None
+
+
+def _load_kubeconfig(config_file: str | None, context: str | None) -> ClusterConfig:
     from kubernetes import client as k8s_client
     from kubernetes import config as k8s_config
 
     configuration = k8s_client.Configuration()
-    config_file = str(path) if path else None
-    k8s_config.load_kube_config(
-        config_file=config_file, context=context, client_configuration=configuration, persist_config=False
-    )
-    contexts, active = k8s_config.list_kube_config_contexts(config_file=config_file)
+    try:
+        k8s_config.load_kube_config(
+            config_file=config_file, context=context, client_configuration=configuration, persist_config=False
+        )
+        contexts, active = k8s_config.list_kube_config_contexts(config_file=config_file)
+    except (k8s_config.ConfigException, yaml.YAMLError) as error:
+        raise ValueError(str(error)) from None
     chosen = next((c for c in contexts if c["name"] == context), active) if context else active
     namespace = (chosen or {}).get("context", {}).get("namespace")
     credentials: Credentials
@@ -138,17 +162,28 @@ def in_cluster(directory: Path = IN_CLUSTER_DIR) -> ClusterConfig:
     """The pod's ServiceAccount: API server from the environment, token re-read as it rotates."""
     host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
     if not host or not port:
-        raise RuntimeError("not running in a cluster: KUBERNETES_SERVICE_HOST/PORT are unset")
+        raise KubeconfigError("no kubeconfig given and not in a cluster: KUBERNETES_SERVICE_HOST/PORT are unset")
     server_host = f"[{host}]" if ":" in host else host
     namespace_file = directory / "namespace"
-    return ClusterConfig(
-        server=f"https://{server_host}:{port}",
-        ssl_context=_ssl_context(str(directory / "ca.crt"), None, None, True),
-        credentials=TokenFile(directory / "token"),
-        namespace=namespace_file.read_text().strip() if namespace_file.exists() else None,
-    )
+    try:
+        return ClusterConfig(
+            server=f"https://{server_host}:{port}",
+            ssl_context=_ssl_context(str(directory / "ca.crt"), None, None, True),
+            credentials=TokenFile(directory / "token"),
+            namespace=namespace_file.read_text().strip() if namespace_file.exists() else None,
+        )
+    except OSError as error:
+        raise KubeconfigError(f"in-cluster config from {directory}: {error}") from None
 
 
-def load(kubeconfig: str | None) -> ClusterConfig:
-    """kubevirt-ccm/csi convention: an empty kubeconfig path means in-cluster."""
-    return from_kubeconfig(kubeconfig) if kubeconfig else in_cluster()
+def load(kubeconfig: str | None, setting: str = "") -> ClusterConfig:
+    """kubevirt-ccm/csi convention: an empty kubeconfig path means in-cluster.
+
+    `setting` is the flag or config key that gave the path; errors start with it, so users know what to fix.
+    """
+    try:
+        return from_kubeconfig(kubeconfig) if kubeconfig else in_cluster()
+    except KubeconfigError as error:
+        if not setting:
+            raise
+        raise KubeconfigError(f"{setting}: {error}") from None

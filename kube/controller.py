@@ -17,6 +17,7 @@ from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from kube.errors import ApiError
 from kube.logging import log_context
 from kube.workqueue import QueueMetrics, ShutDown, WorkQueue
 
@@ -189,12 +190,15 @@ class Controller(Generic[K]):
             started = time.perf_counter()
             try:
                 result = await self._reconcile(key)
-            except Exception:
+            except Exception as error:
                 self.queue.add_rate_limited(key)
-                self._log.exception(
-                    "controller %s: reconcile of %s failed; requeued with backoff",
+                self._log.error(
+                    "controller %s: reconcile of %s failed; requeued with backoff: %s",
                     self.name,
                     key,
+                    error,
+                    # An API server's answer (a conflict, an outage) says all there is; a traceback is for bugs.
+                    exc_info=not isinstance(error, ApiError),
                     extra={"fields": {"failures": self.queue.num_requeues(key)}},
                 )
                 self._observe("error", time.perf_counter() - started)

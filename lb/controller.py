@@ -204,7 +204,7 @@ class LoadBalancerController:
         if current is None:
             self._announce(tenant, translation.warnings)
             # EnsuredLoadBalancer follows once the parent reports an address (see _sync_status).
-            current = await self._write("parent", "services", "create", self.parent.create(SERVICES, desired))
+            current = await self._create_parent(tenant, desired)
         elif not self.scope.owned_by(current, namespace, name):
             self.events.warning(
                 tenant,
@@ -216,14 +216,18 @@ class LoadBalancerController:
         elif class_changed(current, desired):
             self._announce(tenant, translation.warnings)
             await self._delete_parent_service(current)
-            current = await self._write("parent", "services", "create", self.parent.create(SERVICES, desired))
-            self.events.normal(tenant, "EnsuredLoadBalancer", "recreated the parent Service: its class changed")
+            current = await self._create_parent(tenant, desired)
+            if current is not None:
+                self.events.normal(tenant, "EnsuredLoadBalancer", "recreated the parent Service: its class changed")
         elif service_differs(current, desired):
             self._announce(tenant, translation.warnings)
             current = await self._update_parent(tenant, current, desired)
-            self.events.normal(
-                tenant, "EnsuredLoadBalancer", f"updated parent Service {self.scope.namespace}/{parent_name}"
-            )
+            if current is not None:
+                self.events.normal(
+                    tenant, "EnsuredLoadBalancer", f"updated parent Service {self.scope.namespace}/{parent_name}"
+                )
+        if current is None:
+            return
         if self.parent_slices is not None:
             await self._ensure_slices(tenant, desired)
         await self._sync_status(tenant, current)
@@ -241,16 +245,36 @@ class LoadBalancerController:
         except NotFound:
             return None
 
-    async def _update_parent(self, tenant: Object, current: Object, desired: Object) -> Object:
+    async def _update_parent(self, tenant: Object, current: Object, desired: Object) -> Object | None:
         try:
             return await self._write(
                 "parent", "services", "update", self.parent.update(SERVICES, merged_for_update(current, desired))
             )
         except Invalid as error:
+            try:
+                await self.parent.create(SERVICES, desired, dry_run=True)
+            except AlreadyExists:
+                pass  # valid as a new Service: the change just cannot be made in place
+            except Invalid as refused:
+                # Not valid at all (annotations too large, ...): recreating would only lose the address.
+                message = f"the parent refused the change, the load balancer stays as it was: {refused.message}"
+                self.events.warning(tenant, "SyncLoadBalancerFailed", message)
+                return current
             # Some changes (the primary IP family) cannot be made in place; the Service is made again.
             log.info("parent Service %s: %s; recreating it", desired["metadata"]["name"], error)
             await self._delete_parent_service(current)
+            return await self._create_parent(tenant, desired)
+
+    async def _create_parent(self, tenant: Object, desired: Object) -> Object | None:
+        """Create the parent Service; None when the parent refuses what the tenant asked for (annotations too
+        large, ...): only a change to the tenant Service can help, and that change is watched, so no retry."""
+        try:
             return await self._write("parent", "services", "create", self.parent.create(SERVICES, desired))
+        except Invalid as error:
+            self.events.warning(
+                tenant, "SyncLoadBalancerFailed", f"the parent refused the load balancer: {error.message}"
+            )
+            return None
 
     async def _ensure_slices(self, tenant: Object, desired_service: Object) -> None:
         assert self.parent_slices is not None and self.tenant_slices is not None

@@ -165,7 +165,8 @@ def _annotations(tenant: Object, scope: Scope, requested: list[str], result: Tra
         for key, value in tenant_annotations.items()
         if key not in NEVER_COPIED and scope.config.annotation_allowed(key)
     }
-    annotations = {**scope.config.infra_annotations, **copied}
+    # The platform's annotations win over a tenant's of the same key, even an allow-listed one.
+    annotations = {**copied, **scope.config.infra_annotations}
     if requested:
         annotations[CILIUM_IPS_ANNOTATION] = ",".join(requested)
     return annotations

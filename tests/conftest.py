@@ -12,6 +12,9 @@ from e2e import cluster as harness
 from kube.client import Client
 from kube.config import from_kubeconfig
 
+# Fails the run when a credential appears in any log line of the suite (see tests/logscan.py).
+pytest_plugins = ["tests.logscan"]
+
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Cluster]:

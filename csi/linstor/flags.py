@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import ssl
 
 from pydantic import ValidationError
 
-from csi.linstor.settings import LOCALITIES, LinstorSettings
+from csi.linstor.settings import LOCALITIES, LinstorSettings, controller_url, ssl_context
+from kube.validation import describe
 
 # linstor-client and golinstor read the controller list from this variable; accept it as the flag's default.
 CONTROLLERS_ENV = "LS_CONTROLLERS"
@@ -55,10 +57,32 @@ def add_linstor_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# The settings' fields as users know them: by the flag that sets them.
+FLAGS = {
+    "urls": "--linstor-url",
+    "client_cert": "--linstor-client-cert",
+    "client_key": "--linstor-client-key",
+    "ca": "--linstor-ca",
+    "timeout": "--linstor-timeout",
+    "connect_timeout": "--linstor-connect-timeout",
+    "health_ttl": "--linstor-cache-ttl",
+    "capacity_ttl": "--linstor-cache-ttl",
+    "locality": "--linstor-locality",
+}
+
+
 def linstor_settings_from(args: argparse.Namespace) -> LinstorSettings | None:
-    """Settings from the parsed flags; None when no controller is given. Raises ValueError on bad values."""
+    """Settings from the parsed flags; None when no controller is given. Raises ValueError naming the flag."""
     if not args.linstor_url.strip():
         return None
+    tls = bool(args.linstor_client_cert or args.linstor_ca)
+    for item in filter(None, (part.strip() for part in args.linstor_url.split(","))):
+        try:
+            controller_url(item, tls=tls)
+        except ValueError as error:
+            raise ValueError(f"LINSTOR settings: --linstor-url: {error}") from None
+    if bool(args.linstor_client_cert) != bool(args.linstor_client_key):
+        raise ValueError("LINSTOR settings: --linstor-client-cert and --linstor-client-key go together")
     try:
         return LinstorSettings(
             urls=args.linstor_url,  # the model splits and normalises the comma-separated list
@@ -72,4 +96,17 @@ def linstor_settings_from(args: argparse.Namespace) -> LinstorSettings | None:
             locality=args.linstor_locality,
         )
     except ValidationError as error:
-        raise ValueError(f"LINSTOR settings: {error}") from None
+        raise ValueError(f"LINSTOR settings: {describe(error, FLAGS)}") from None
+
+
+def check_tls_files(settings: LinstorSettings) -> None:
+    """At start-up: the TLS files exist and load. The chart mounts them before the container starts, so a
+    missing or broken one is a mistake to report now, not a LINSTOR outage to find later."""
+    for field in ("client_cert", "client_key", "ca"):
+        path = getattr(settings, field)
+        if path is not None and not path.is_file():
+            raise ValueError(f"LINSTOR settings: {FLAGS[field]} {path}: no such file")
+    try:
+        ssl_context(settings)
+    except ssl.SSLError as error:
+        raise ValueError(f"LINSTOR settings: the TLS files do not load: {error}") from None

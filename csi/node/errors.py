@@ -101,3 +101,11 @@ class NotABlockDevice(NodeOSError):
     def __init__(self, path: Path) -> None:
         self.path = path
         super().__init__(f"{path} is not a block device")
+
+
+class NotEmpty(NodeOSError):
+    """A directory to clean up is no mount point yet holds files: someone's data, never removed by us."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(f"{path} is not a mount point and is not empty; it is left as it is")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from csi.node.commands import CommandRunner
-from csi.node.errors import CommandFailed, NotABlockDevice, StillMounted
+from csi.node.errors import CommandFailed, NotABlockDevice, NotEmpty, StillMounted
 from csi.node.mountinfo import MountPointChecker, MountTable
 
 CORRUPTED_MOUNT_ERRNOS = frozenset({errno.ENOTCONN, errno.ESTALE, errno.EIO, errno.EACCES, errno.EHOSTDOWN})
@@ -98,7 +98,12 @@ def _path_state(target: Path) -> Literal["missing", "corrupted", "present"]:
 
 def _remove(target: Path) -> None:
     if target.is_dir() and not target.is_symlink():
-        target.rmdir()
+        try:
+            target.rmdir()
+        except OSError as err:
+            if err.errno == errno.ENOTEMPTY:
+                raise NotEmpty(target) from None
+            raise
     else:
         target.unlink(missing_ok=True)
 

@@ -17,6 +17,7 @@ from tests.integration.ccm_runner import eventually
 from tests.integration.lb.conftest import ALLOWED, NODE_IPS, POOL_V4
 
 Service = dict[str, Any]
+ANNOTATIONS_LIMIT = 256 * 1024  # the apiserver's limit on the total size of an object's annotations
 
 
 def lb_service(name: str, **spec: Any) -> Service:
@@ -353,3 +354,73 @@ async def test_ipam_failure_is_an_event(
 
 async def _has_reason(tenant_client: Client, namespace: str, name: str, reason: str) -> bool:
     return reason in await reasons(tenant_client, namespace, name)
+
+
+def annotations_filling(limit: int, key: str = "example.com/bulk") -> dict[str, str]:
+    """One allow-listed annotation that brings the total (keys + values) to exactly `limit` bytes."""
+    return {key: "x" * (limit - len(key))}
+
+
+async def _events(tenant_client: Client, namespace: str, name: str, reason: str) -> list[str]:
+    listed = await tenant_client.list_all(EVENTS, namespace, field_selector=f"involvedObject.name={name}")
+    return [e.get("message", "") for e in listed.items if e["reason"] == reason]
+
+
+async def test_a_service_the_parent_refuses_is_a_warning_not_a_retry_loop(
+    lb_ccm: CloudControllerManager,
+    tenant_client: Client,
+    parent_client: Client,
+    cluster: harness.Cluster,
+    tenant_ns: str,
+) -> None:
+    # At the tenant's annotation limit: copied, plus the platform's infraAnnotations, it is over the parent's.
+    body = lb_service("bulky", annotations=annotations_filling(ANNOTATIONS_LIMIT))
+    errors = _reconcile_errors(lb_ccm)
+    created = await tenant_client.create(SERVICES, body, tenant_ns)
+
+    async def refused() -> bool:
+        return any("refused" in m for m in await _events(tenant_client, tenant_ns, "bulky", "SyncLoadBalancerFailed"))
+
+    await eventually(refused, timeout=20)
+    assert await parent_of(parent_client, cluster, created) is None
+    assert _reconcile_errors(lb_ccm) == errors  # answered with an Event, not an error retried with backoff
+    await delete_and_wait(tenant_client, tenant_ns, "bulky")
+
+
+def _reconcile_errors(manager: CloudControllerManager) -> float:
+    return manager.registry.get_sample_value("controller_reconcile_errors_total", {"controller": "service"}) or 0.0
+
+
+async def test_a_change_the_parent_refuses_keeps_the_load_balancer(
+    lb_ccm: CloudControllerManager,
+    tenant_client: Client,
+    parent_client: Client,
+    cluster: harness.Cluster,
+    tenant_ns: str,
+) -> None:
+    created = await tenant_client.create(SERVICES, lb_service("kept"), tenant_ns)
+    await eventually(lambda: _has_ip(tenant_client, tenant_ns, "kept"), timeout=20)
+    [ip] = await ingress_ips(tenant_client, tenant_ns, "kept")
+    before = await parent_of(parent_client, cluster, created)
+    assert before is not None
+    patch = {"metadata": {"annotations": annotations_filling(ANNOTATIONS_LIMIT)}}
+    await tenant_client.patch(SERVICES, "kept", patch, tenant_ns)
+
+    async def refused() -> bool:
+        messages = await _events(tenant_client, tenant_ns, "kept", "SyncLoadBalancerFailed")
+        return any("stays as it was" in m for m in messages)
+
+    await eventually(refused, timeout=20)
+    after = await parent_of(parent_client, cluster, created)
+    assert after is not None and after["metadata"]["uid"] == before["metadata"]["uid"]  # not recreated
+    assert await ingress_ips(tenant_client, tenant_ns, "kept") == [ip]
+    # Once the tenant takes the annotation back, the parent follows again.
+    await tenant_client.patch(SERVICES, "kept", {"metadata": {"annotations": {"example.com/bulk": None}}}, tenant_ns)
+    await tenant_client.patch(SERVICES, "kept", {"metadata": {"annotations": {"example.com/small": "yes"}}}, tenant_ns)
+
+    async def synced() -> bool:
+        current = await parent_of(parent_client, cluster, created)
+        return current is not None and (current["metadata"].get("annotations") or {}).get("example.com/small") == "yes"
+
+    await eventually(synced, timeout=20)
+    await delete_and_wait(tenant_client, tenant_ns, "kept")

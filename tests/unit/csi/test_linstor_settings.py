@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from csi import __main__ as csi_main
-from csi.linstor.flags import add_linstor_flags, duration, linstor_settings_from
+from csi.linstor.flags import add_linstor_flags, check_tls_files, duration, linstor_settings_from
 from csi.linstor.settings import LinstorSettings, controller_url, ssl_context
 from e2e import helm
 
@@ -121,3 +122,31 @@ def test_the_chart_passes_locality_to_the_driver(values: dict[str, str], expecte
 def test_the_chart_schema_refuses_unknown_localities() -> None:
     with pytest.raises(helm.HelmError, match="locality"):
         helm.template(helm.TENANT_CHART, namespace="kube-system", values={"csi": {"linstor": {"locality": "always"}}})
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--linstor-url=ftp://ctrl"], "--linstor-url: LINSTOR controller 'ftp://ctrl': scheme must be one of"),
+        (["--linstor-url=,"], "--linstor-url: Tuple should have at least 1 item"),
+        (
+            ["--linstor-url=ctrl", "--linstor-client-key=/k"],
+            "--linstor-client-cert and --linstor-client-key go together",
+        ),
+        (["--linstor-url=ctrl", "--linstor-timeout=-5"], "--linstor-timeout: Input should be greater than 0"),
+    ],
+)
+def test_bad_flags_are_named(argv: list[str], message: str) -> None:
+    with pytest.raises(ValueError, match=r"^LINSTOR settings: ") as error:
+        linstor_settings_from(parse(*argv))
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_tls_files_are_checked_at_start_up(tmp_path: Path) -> None:
+    missing = linstor_settings_from(parse("--linstor-url=ctrl", f"--linstor-ca={tmp_path / 'ca.crt'}"))
+    assert missing is not None
+    with pytest.raises(ValueError, match=re.escape(f"--linstor-ca {tmp_path / 'ca.crt'}: no such file")):
+        check_tls_files(missing)
+    (tmp_path / "ca.crt").write_text("not a certificate\n")
+    with pytest.raises(ValueError, match="the TLS files do not load"):
+        check_tls_files(missing)

@@ -33,6 +33,7 @@ from csi.node.errors import (
     DeviceNotFound,
     FilesystemCorrupted,
     NotABlockDevice,
+    NotEmpty,
     UnsafeToFormat,
     UnsupportedFilesystem,
 )
@@ -561,6 +562,7 @@ def test_a_disk_smaller_than_requested_is_not_expanded_yet() -> None:
         (FilesystemCorrupted(Path("/dev/sdb"), "UNEXPECTED INCONSISTENCY"), FailedPrecondition),
         (UnsupportedFilesystem("btrfs"), FailedPrecondition),
         (NotABlockDevice(Path("/tmp/file")), FailedPrecondition),
+        (NotEmpty(Path("/var/lib/kubelet/pods/x/volumes/y")), FailedPrecondition),
         (CommandTimedOut(["mkfs.ext4", "/dev/sdb"], 300), TimeoutError),
     ],
 )

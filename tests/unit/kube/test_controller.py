@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from kube.clock import FakeClock
 from kube.controller import Controller, ControllerMetrics, Result, install_signal_handlers
+from kube.errors import Conflict
 from kube.logging import ContextFilter, record_fields
 from kube.ratelimit import ItemExponentialRateLimiter
 from kube.workqueue import WorkQueue
@@ -142,6 +143,22 @@ async def test_failure_is_logged_once_with_the_key(queue: WorkQueue[str], caplog
     assert "default/web" in record.getMessage()
     assert record.exc_info is not None
     assert str(record.exc_info[1]) == "parent unreachable"
+
+
+async def test_an_api_error_is_logged_as_one_line_without_a_traceback(
+    queue: WorkQueue[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    conflict = Conflict(409, "Conflict", "the object has been modified", method="PATCH", path="/api/v1/x")
+    controller = Controller("services", Reconciler(conflict), queue)
+    queue.add("default/web")
+    with caplog.at_level(logging.INFO):
+        await controller.run_until_idle(timeout=1)
+    [record] = caplog.records
+    assert record.levelno == logging.ERROR and not record.exc_info
+    assert record.getMessage().endswith(
+        "requeued with backoff: 409 Conflict PATCH /api/v1/x: the object has been modified"
+    )
+    assert queue.num_requeues("default/web") == 1
 
 
 async def test_reconcile_logs_carry_controller_and_key(queue: WorkQueue[str], caplog: pytest.LogCaptureFixture) -> None:

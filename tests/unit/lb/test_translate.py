@@ -96,6 +96,16 @@ def test_allow_list_globs_and_never_copied_keys() -> None:
     assert [r for r, _ in translation.warnings] == ["IPRequestIgnored"]
 
 
+def test_the_platform_s_annotations_win_over_the_tenant_s() -> None:
+    tenant = tenant_service(annotations={"lbipam.cilium.io/sharing-key": "share-with-another-tenant"})
+    config = {
+        "annotationAllowList": ["lbipam.cilium.io/*"],
+        "infraAnnotations": {"lbipam.cilium.io/sharing-key": "acme"},
+    }
+    annotations = parent_service_for(tenant, scope(**config)).service["metadata"]["annotations"]
+    assert annotations == {"lbipam.cilium.io/sharing-key": "acme"}
+
+
 @pytest.mark.parametrize(
     ("config", "requested", "expected", "warned"),
     [
