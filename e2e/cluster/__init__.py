@@ -10,7 +10,9 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,9 +161,21 @@ def start_process(cluster: Cluster, name: str, cmd: list[str]) -> Process:
             cwd=Path(__file__).resolve().parents[2],
         )
     started = Process(name=name, pid=proc.pid, cmd=cmd)
-    cluster.processes.append(started)
-    cluster.save()
+    update_processes(cluster, lambda processes: [*processes, started])
     return started
+
+
+_STATE_LOCK = threading.Lock()
+
+
+def update_processes(cluster: Cluster, change: Callable[[list[Process]], list[Process]]) -> None:
+    """Change the recorded processes on disk and in `cluster`. The planes come from disk: an apiserver may have
+    been restarted since `cluster` was loaded, and writing its old PID back would hide the running one."""
+    with _STATE_LOCK:
+        current = load(cluster.dir) if (cluster.dir / STATE_FILE).exists() else cluster
+        current.processes = change(current.processes)
+        current.save()
+        cluster.parent, cluster.tenant, cluster.processes = current.parent, current.tenant, list(current.processes)
 
 
 def _start_simulators(cluster: Cluster, timeout: float = 30.0) -> None:
@@ -273,6 +287,11 @@ def restart_apiserver(directory: Path | str, which: str, down_for: float = 0.0) 
     cluster = load(directory)
     plane = cluster.plane(which)
     controlplane.stop_process(plane.apiserver_pid, plane.apiserver_cmd[0])
+    if controlplane.port_open(plane.apiserver_port):
+        raise RuntimeError(
+            f"the {which} apiserver still serves port {plane.apiserver_port} after stopping PID "
+            f"{plane.apiserver_pid}: {directory}/{STATE_FILE} records a stale PID"
+        )
     if down_for > 0:
         time.sleep(down_for)
     controlplane.start_apiserver(plane)

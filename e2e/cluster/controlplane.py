@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -192,6 +193,13 @@ def wait_ready(state: PlaneState, timeout: float = 90.0) -> None:
 def log_tail(state: PlaneState, log_name: str, lines: int = 30) -> str:
     path = Path(state.root) / "logs" / log_name
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+def port_open(port: int) -> bool:
+    """Something accepts connections on this loopback port."""
+    with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), timeout=1):
+        return True
+    return False
 
 
 def pid_alive(pid: int) -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from csi.app import resolve_node_id
 from csi.ids import parse_node_id
-from e2e.cluster import Cluster, Process, controlplane, mounts, start_process
+from e2e.cluster import Cluster, Process, controlplane, mounts, start_process, update_processes
 from e2e.kubelet.manager import DEFAULT_DRIVER, Settings
 from e2e.kubelet.plugin import PluginCommand
 from e2e.sims._kubevirt_disks import by_id_root
@@ -90,8 +90,7 @@ def _ready(cluster: Cluster, node: str, process: Process) -> bool:
 def stop(cluster: Cluster, process: Process) -> None:
     """Stop one stand-in (SIGTERM: it finishes in-flight operations and stops its plugin) and forget it."""
     controlplane.stop_process(process.pid, process.cmd[0])
-    cluster.processes = [p for p in cluster.processes if p.pid != process.pid]
-    cluster.save()
+    update_processes(cluster, lambda processes: [p for p in processes if p.pid != process.pid])
 
 
 def unmount_leftovers(cluster: Cluster, node: str | None = None) -> list[Path]:

@@ -14,6 +14,7 @@ from kubernetes.client.rest import ApiException
 
 from e2e import cluster as harness
 from e2e.binaries import KUBERNETES_VERSION
+from e2e.cluster import controlplane
 from e2e.cluster.identities import service_account_kubeconfig
 
 PLANES = ("parent", "tenant")
@@ -178,3 +179,18 @@ def test_restart_apiserver_keeps_data(cluster: harness.Cluster) -> None:
     with api_client(cluster.parent_kubeconfig) as api:
         kept = client.CoreV1Api(api).read_namespaced_config_map(name, cluster.parent_namespace)
     assert kept.data == {"k": "v"}
+
+
+def test_a_process_started_through_a_stale_cluster_keeps_the_restarted_apiserver(cluster: harness.Cluster) -> None:
+    stale = harness.load(cluster.dir)
+    restarted = harness.restart_apiserver(cluster.dir, "parent")
+    sleeper = harness.start_process(stale, unique("sleeper"), ["sleep", "300"])
+    try:
+        on_disk = harness.load(cluster.dir)
+        assert on_disk.parent.apiserver_pid == restarted.parent.apiserver_pid
+        assert stale.parent.apiserver_pid == restarted.parent.apiserver_pid
+        assert sleeper.pid in {p.pid for p in on_disk.processes}
+    finally:
+        controlplane.stop_process(sleeper.pid, "sleep")
+        harness.update_processes(stale, lambda processes: [p for p in processes if p.pid != sleeper.pid])
+    assert sleeper.pid not in {p.pid for p in harness.load(cluster.dir).processes}

@@ -15,6 +15,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
+
 from csi._proto import csi_pb2
 from e2e.kubelet.paths import attachment_name, unique_volume_name
 from kube.client import Client, Object
@@ -35,6 +37,10 @@ DRIVER = "csi.tenant-cloud.io"
 STORAGE_CLASS = "kubelet-e2e"
 GIB = 1 << 30
 Mode = csi_pb2.VolumeCapability.AccessMode
+
+# What csi-attacher retries with the same request: the attach is under way, or another call holds the volume.
+RETRIED = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED}
+PUBLISH_DEADLINE = 90.0
 
 
 @dataclass(frozen=True)
@@ -135,16 +141,23 @@ async def attach(controller: Any, tenant: Client, volume: Volume, node: str) -> 
 
 
 async def publish(controller: Any, tenant: Client, volume: Volume, node: str) -> dict[str, str]:
-    """csi-attacher's ControllerPublishVolume: the volume is hot-plugged into the node's VM."""
-    published = await controller.ControllerPublishVolume(
-        csi_pb2.ControllerPublishVolumeRequest(
-            volume_id=volume.handle,
-            node_id=await node_id(tenant, node),
-            volume_capability=volume.capability(),
-            volume_context=volume.context,
-        )
+    """csi-attacher's ControllerPublishVolume: the volume is hot-plugged into the node's VM. Like csi-attacher,
+    the same request is repeated while the driver answers that the attach is still under way."""
+    request = csi_pb2.ControllerPublishVolumeRequest(
+        volume_id=volume.handle,
+        node_id=await node_id(tenant, node),
+        volume_capability=volume.capability(),
+        volume_context=volume.context,
     )
-    return dict(published.publish_context)
+    deadline = asyncio.get_running_loop().time() + PUBLISH_DEADLINE
+    while True:
+        try:
+            published = await controller.ControllerPublishVolume(request)
+            return dict(published.publish_context)
+        except grpc.aio.AioRpcError as error:
+            if error.code() not in RETRIED or asyncio.get_running_loop().time() > deadline:
+                raise
+        await asyncio.sleep(1)
 
 
 async def record_attached(tenant: Client, volume: Volume, node: str, publish_context: dict[str, str]) -> None:
