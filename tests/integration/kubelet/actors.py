@@ -40,7 +40,19 @@ Mode = csi_pb2.VolumeCapability.AccessMode
 
 # What csi-attacher retries with the same request: the attach is under way, or another call holds the volume.
 RETRIED = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED}
-PUBLISH_DEADLINE = 90.0
+RETRY_DEADLINE = 90.0
+
+
+async def repeated(call: Any, request: Any) -> Any:
+    """The sidecars' way: the same request again, after a pause, while the driver says the work is under way."""
+    deadline = asyncio.get_running_loop().time() + RETRY_DEADLINE
+    while True:
+        try:
+            return await call(request)
+        except grpc.aio.AioRpcError as error:
+            if error.code() not in RETRIED or asyncio.get_running_loop().time() > deadline:
+                raise
+        await asyncio.sleep(1)
 
 
 @dataclass(frozen=True)
@@ -67,13 +79,14 @@ async def provision(
     claim = f"data-{pv_name[4:12]}"
     mode = "Block" if block else "Filesystem"
     created = (
-        await controller.CreateVolume(
+        await repeated(
+            controller.CreateVolume,
             csi_pb2.CreateVolumeRequest(
                 name=pv_name,
                 capacity_range=csi_pb2.CapacityRange(required_bytes=GIB),
                 volume_capabilities=[Volume(pv_name, claim, namespace, "", {}, block).capability()],
                 parameters={"infraStorageClassName": PARENT_CLASS},
-            )
+            ),
         )
     ).volume
     pvc = await tenant.create(
@@ -141,23 +154,15 @@ async def attach(controller: Any, tenant: Client, volume: Volume, node: str) -> 
 
 
 async def publish(controller: Any, tenant: Client, volume: Volume, node: str) -> dict[str, str]:
-    """csi-attacher's ControllerPublishVolume: the volume is hot-plugged into the node's VM. Like csi-attacher,
-    the same request is repeated while the driver answers that the attach is still under way."""
+    """csi-attacher's ControllerPublishVolume: the volume is hot-plugged into the node's VM."""
     request = csi_pb2.ControllerPublishVolumeRequest(
         volume_id=volume.handle,
         node_id=await node_id(tenant, node),
         volume_capability=volume.capability(),
         volume_context=volume.context,
     )
-    deadline = asyncio.get_running_loop().time() + PUBLISH_DEADLINE
-    while True:
-        try:
-            published = await controller.ControllerPublishVolume(request)
-            return dict(published.publish_context)
-        except grpc.aio.AioRpcError as error:
-            if error.code() not in RETRIED or asyncio.get_running_loop().time() > deadline:
-                raise
-        await asyncio.sleep(1)
+    published = await repeated(controller.ControllerPublishVolume, request)
+    return dict(published.publish_context)
 
 
 async def record_attached(tenant: Client, volume: Volume, node: str, publish_context: dict[str, str]) -> None:
@@ -173,20 +178,20 @@ async def record_attached(tenant: Client, volume: Volume, node: str, publish_con
 
 async def detach(controller: Any, tenant: Client, volume: Volume, node: str) -> None:
     await tenant.delete(VOLUMEATTACHMENTS, attachment_name(volume.handle, DRIVER, node))
-    await controller.ControllerUnpublishVolume(
-        csi_pb2.ControllerUnpublishVolumeRequest(volume_id=volume.handle, node_id=await node_id(tenant, node))
-    )
+    request = csi_pb2.ControllerUnpublishVolumeRequest(volume_id=volume.handle, node_id=await node_id(tenant, node))
+    await repeated(controller.ControllerUnpublishVolume, request)
     await mark_attached(tenant, volume, node, False)
 
 
 async def resize(controller: Any, tenant: Client, volume: Volume, size: str, size_bytes: int) -> None:
     """csi-resizer with node expansion required: grow the parent volume and the PV, mark the claim."""
-    grown = await controller.ControllerExpandVolume(
+    grown = await repeated(
+        controller.ControllerExpandVolume,
         csi_pb2.ControllerExpandVolumeRequest(
             volume_id=volume.handle,
             capacity_range=csi_pb2.CapacityRange(required_bytes=size_bytes),
             volume_capability=volume.capability(),
-        )
+        ),
     )
     assert grown.node_expansion_required
     requests = {"spec": {"resources": {"requests": {"storage": size}}}}
@@ -213,7 +218,7 @@ async def delete_volume(controller: Any, tenant: Client, volume: Volume) -> None
     ):
         with contextlib.suppress(NotFound):
             await tenant.delete(resource, name, namespace)
-    await controller.DeleteVolume(csi_pb2.DeleteVolumeRequest(volume_id=volume.handle))
+    await repeated(controller.DeleteVolume, csi_pb2.DeleteVolumeRequest(volume_id=volume.handle))
 
 
 def pod_manifest(name: str, node: str, volume: Volume) -> Object:
