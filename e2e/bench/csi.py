@@ -24,6 +24,7 @@ import grpc
 from csi._proto import csi_pb2, csi_pb2_grpc
 from e2e.bench.common import harness_for, percentile
 from e2e.cluster import Cluster, nodes
+from e2e.cluster.components import csi_controller_command
 from e2e.cluster.controlplane import free_port
 from kube.resources import STORAGECLASSES
 
@@ -37,19 +38,7 @@ CAPABILITY = csi_pb2.VolumeCapability(
 
 def _start_driver(cluster: Cluster, port: int) -> subprocess.Popen[bytes]:
     log = (cluster.dir / "bench-csi.log").open("ab")
-    cmd = [
-        sys.executable,
-        "-m",
-        "csi",
-        f"--endpoint=tcp://127.0.0.1:{port}",
-        f"--infra-cluster-namespace={cluster.parent_namespace}",
-        f"--infra-cluster-kubeconfig={cluster.parent_kubeconfig}",
-        f"--infra-cluster-labels=cluster.x-k8s.io/cluster-name={cluster.cluster_name}",
-        "--run-node-service=false",
-        "--health-bind-address=0",
-        "--metrics-bind-address=0",
-        "--v=1",
-    ]
+    cmd = csi_controller_command(cluster, f"tcp://127.0.0.1:{port}")
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
 
 

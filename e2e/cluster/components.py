@@ -11,6 +11,7 @@ from typing import Any
 
 from e2e.cluster import Cluster
 from e2e.cluster.controlplane import LOOPBACK, free_port
+from e2e.cluster.nodes import CLUSTER_LABEL
 from e2e.cluster.tenant_chart import LocalPod
 
 
@@ -46,6 +47,27 @@ OUR_ENTRY_POINTS = {"tenant-cloud-csi": "csi", "tenant-cloud-ccm": "ccm"}
 TENANT_KUBECONFIG_FLAG = {"tenant-cloud-csi": "--tenant-cluster-kubeconfig"}
 _ANY_ADDRESS_PORT = re.compile(r":\d+")
 _ENV_REFERENCE = re.compile(r"\$\((\w+)\)")
+
+
+def csi_controller_command(
+    cluster: Cluster, endpoint: str, *, cluster_name: str = "", verbosity: int = 1, extra: tuple[str, ...] = ()
+) -> list[str]:
+    """`python -m csi`, controller service only, for `cluster_name`'s (default: this harness's) parent objects;
+    health and metrics endpoints off."""
+    return [
+        sys.executable,
+        "-m",
+        "csi",
+        f"--endpoint={endpoint}",
+        f"--infra-cluster-namespace={cluster.parent_namespace}",
+        f"--infra-cluster-kubeconfig={cluster.parent_kubeconfig}",
+        f"--infra-cluster-labels={CLUSTER_LABEL}={cluster_name or cluster.cluster_name}",
+        "--run-node-service=false",
+        "--health-bind-address=0",
+        "--metrics-bind-address=0",
+        f"--v={verbosity}",
+        *extra,
+    ]
 
 
 @dataclass(frozen=True)

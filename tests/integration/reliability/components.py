@@ -24,6 +24,7 @@ import yaml
 from csi._proto import csi_pb2, csi_pb2_grpc
 from e2e import cluster as harness
 from e2e.bench.common import rss_bytes
+from e2e.cluster.components import csi_controller_command
 from e2e.cluster.controlplane import free_port
 
 CLUSTER_LABEL = "cluster.x-k8s.io/cluster-name"
@@ -179,23 +180,15 @@ def ccm_component(
 def csi_component(cluster: harness.Cluster, workdir: Path, name: str, cluster_name: str, enforcement: Path) -> CSI:
     """`python -m csi`, controller service only, on a TCP endpoint, for `cluster_name`'s volumes and VMs."""
     port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "csi",
-        f"--endpoint=tcp://127.0.0.1:{port}",
-        f"--infra-cluster-namespace={cluster.parent_namespace}",
-        f"--infra-cluster-kubeconfig={cluster.parent_kubeconfig}",
-        f"--infra-cluster-labels={CLUSTER_LABEL}={cluster_name}",
+    extra = (
         f"--tenant-cluster-kubeconfig={cluster.tenant_kubeconfig}",
         f"--storage-class-enforcement={enforcement}",
-        "--run-node-service=false",
         "--attach-timeout=10s",
         "--provision-timeout=10s",
-        "--health-bind-address=0",
-        "--metrics-bind-address=0",
-        "--v=2",
-    ]
+    )
+    cmd = csi_controller_command(
+        cluster, f"tcp://127.0.0.1:{port}", cluster_name=cluster_name, verbosity=2, extra=extra
+    )
     return CSI(name=name, cmd=cmd, log=workdir / f"{name}.log", port=port)
 
 
