@@ -136,6 +136,18 @@ class InformerSettings:
     backoff_cap: float = 30.0
 
 
+def retry_delay(failures: int, error: ApiError, settings: InformerSettings) -> float:
+    """How long to wait before the next list or watch after `failures` consecutive failures.
+
+    A server that says when to come back (429 while a restarted apiserver's watch cache initialises, 503 with
+    Retry-After) is believed, up to the cap; otherwise exponential backoff with jitter.
+    """
+    if error.retry_after is not None and error.retry_after > 0:
+        return min(settings.backoff_cap, error.retry_after) + random.uniform(0, settings.backoff_base)  # noqa: S311
+    delay = min(settings.backoff_cap, settings.backoff_base * 2 ** min(failures, 16))
+    return random.uniform(delay / 2, delay)  # noqa: S311 - jitter, not cryptography
+
+
 class Informer:
     def __init__(
         self,
@@ -163,6 +175,7 @@ class Informer:
         self.relists = 0
         self.watch_restarts = 0
         self.events = 0
+        self._failures = 0
 
     def __repr__(self) -> str:
         scope = f" in {self.namespace}" if self.namespace else ""
@@ -183,22 +196,21 @@ class Informer:
 
     async def run(self) -> None:
         """Keep the store current until cancelled."""
-        failures = 0
+        self._failures = 0
         while True:
             try:
                 if self._resource_version is None:
                     await self._relist()
-                    failures = 0
+                    self._failures = 0
                 await self._watch()
-                failures = 0
+                self._failures = 0
             except Gone:
                 log.info("%r: resourceVersion %s expired; relisting", self, self._resource_version)
                 self._resource_version = None
                 await asyncio.sleep(random.uniform(0, self.settings.backoff_base))  # noqa: S311
             except ApiError as error:
-                failures += 1
-                delay = min(self.settings.backoff_cap, self.settings.backoff_base * 2 ** min(failures, 16))
-                delay = random.uniform(delay / 2, delay)  # noqa: S311 - jitter, not cryptography
+                self._failures += 1
+                delay = retry_delay(self._failures, error, self.settings)
                 log.warning("%r: %s; retrying in %.1fs", self, error, delay)
                 await asyncio.sleep(delay)
 
@@ -243,6 +255,9 @@ class Informer:
         async with self.client.transport.stream(
             self.resource.path(self.namespace), params, read_timeout=self.settings.inactivity_timeout
         ) as stream:
+            # The server accepted our resourceVersion: a later break starts the backoff afresh, so a watch that
+            # ran for hours is not resumed at the delay its last outage had climbed to.
+            self._failures = 0
             async for line in stream:
                 if line.strip():
                     self._handle(json.loads(line))
