@@ -47,6 +47,11 @@ class VirtualMachineController:
         if not requests:
             return
         vmi = await self.vmis.get(key)
+        if vmi is None:
+            # A VMI informer still relisting (after an apiserver restart) may miss a VMI started moments ago;
+            # trimming the requests on that word would lose the hot-plug for good, so ask the API.
+            self.vmis.distrust(key)
+            vmi = await self.vmis.get(key)
         if vmi is not None and is_running(vmi):
             ops = spec_ops(vmi, ("spec",), apply_volume_requests(vmi.get("spec") or {}, requests))
             if ops:

@@ -8,11 +8,13 @@ import base64
 import contextlib
 import dataclasses
 import functools
+import os
 import re
+import signal
 import ssl
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,6 +28,8 @@ from e2e.cluster import nodes
 from e2e.cluster.identities import service_account_kubeconfig
 from e2e.sims._disks import volume_image
 from e2e.sims._kubevirt_disks import by_id_path, by_id_root
+from e2e.sims._kubevirt_requests import decode_add_volume, queue_volume_request
+from e2e.sims._kubevirt_vm import VirtualMachineController
 from kube.client import Client, Object
 from kube.config import StaticToken, from_kubeconfig
 from kube.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -260,6 +264,50 @@ async def test_vm_addvolume_reaches_template_vmi_and_guest(lab: Lab) -> None:
     assert device.startswith("/dev/loop")
     assert loop_devices_of(lab.image(claim)) == [device]
     assert device_size(device) == 64 * MI == lab.image(claim).stat().st_size
+
+
+@contextlib.contextmanager
+def simulator_paused(cluster: harness.Cluster, name: str) -> Iterator[None]:
+    """SIGSTOP one of the harness's simulators, so only the test's own copy of its controllers acts."""
+    pid = next(p.pid for p in harness.load(cluster.dir).processes if p.name == name)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+async def test_vm_request_reaches_a_vmi_the_cache_has_not_seen(lab: Lab) -> None:
+    """A VMI informer still relisting after an apiserver restart does not hold a VMI started moments ago; the
+    VM's queued request must still reach that VMI, not be trimmed as if none ran (the hot-plug would be lost)."""
+    vm, claim = await lab.vm(), await lab.claim()
+    vms = Informer(lab.api, nodes.VMS, namespace=lab.namespace)
+    behind = Informer(lab.api, nodes.VMIS, namespace=lab.namespace)  # never run: holds no VMI at all
+    controller = VirtualMachineController(lab.api, vms, behind)
+    body = {"name": claim, "disk": {"disk": {"bus": "scsi"}}, "volumeSource": {"dataVolume": {"name": claim}}}
+    with simulator_paused(lab.c.cluster, "kubevirt"):
+        # What virt-api does on addvolume: queue the request in the VM's status.
+        requests = queue_volume_request([], decode_add_volume(body))
+        await lab.api.patch(
+            nodes.VMS, vm, {"status": {"volumeRequests": requests}}, lab.namespace, subresource="status"
+        )
+        task = asyncio.create_task(vms.run())
+        try:
+            await vms.wait_synced(10)
+            assert requested(vms.store.get(f"{lab.namespace}/{vm}"))
+            await controller.reconcile(f"{lab.namespace}/{vm}")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        expected = {"name": claim, "dataVolume": {"name": claim, "hotpluggable": True}}
+        assert expected in (await lab.vmi_object(vm))["spec"].get("volumes", [])
+        assert expected in (await lab.vm_object(vm))["spec"]["template"]["spec"]["volumes"]
+        assert not ((await lab.vm_object(vm)).get("status") or {}).get("volumeRequests")
+    await lab.until_phase(vm, claim, "Ready")
+
+
+def requested(vm: Object | None) -> bool:
+    return bool(vm and (vm.get("status") or {}).get("volumeRequests"))
 
 
 async def test_vm_removevolume_detaches_everything(lab: Lab) -> None:
