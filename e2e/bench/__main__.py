@@ -9,6 +9,7 @@ import argparse
 import datetime
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ def main() -> int:
     args = parser.parse_args()
     names = args.only or list(SECTIONS)
     results: dict[str, dict[str, Any] | None] = {}
+    started = time.monotonic()
     with harness_for(args.dir) as running:
         for name in names:
             print(f"== e2e.bench.{name}", flush=True)
@@ -53,7 +55,7 @@ def main() -> int:
             print("--only: not rewriting the page (it must come from one complete run)", file=sys.stderr)
         else:
             today = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
-            args.output.write_text(render(results, Machine.here(), today))
+            args.output.write_text(render(results, Machine.here(), today, time.monotonic() - started))
             print(f"wrote {args.output}", flush=True)
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)

@@ -200,7 +200,12 @@ SECTIONS: dict[str, tuple[str, Callable[[Results], str]]] = {
 }
 
 
-def render(results: Mapping[str, Results | None], machine: Machine, date: str) -> str:
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+def render(results: Mapping[str, Results | None], machine: Machine, date: str, took_seconds: float) -> str:
     """The whole page; a benchmark without a result is listed as failed rather than left with stale figures."""
     parts = [
         "# Benchmarks",
@@ -214,8 +219,9 @@ def render(results: Mapping[str, Results | None], machine: Machine, date: str) -
         f"Python {machine.python}, kube-apiserver {KUBERNETES_VERSION}. Parent and tenant control planes, the",
         "simulators, the component under test and the load generator all share this one machine.",
         "",
-        "Reproduce: `make bench` (all, about 10 minutes), or one benchmark with",
-        "`.venv/bin/python -m e2e.bench.<name> [--dir HARNESS_DIR]` (without `--dir` it starts a throwaway harness).",
+        f"Reproduce: `make bench` (all of them; this run took {_duration(took_seconds)} with the harness), or one",
+        "benchmark with `.venv/bin/python -m e2e.bench.<name> [--dir HARNESS_DIR]` (without `--dir` it starts a",
+        "throwaway harness).",
     ]
     for name, (title, section) in SECTIONS.items():
         parts += ["", f"## {title} (`python -m e2e.bench.{name}`)", ""]

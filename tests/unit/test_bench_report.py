@@ -48,8 +48,9 @@ def test_result_line_is_the_last_benchmark_json_line() -> None:
 
 
 def test_page_carries_each_figure_and_the_machine() -> None:
-    page = render({**RESULTS, "loadbalancers": None}, MACHINE, "2026-11-23")
+    page = render({**RESULTS, "loadbalancers": None}, MACHINE, "2026-11-23", 189.6)
     assert "Run on 2026-11-23: Test CPU 9000, 2 cores, 24 GiB, Linux 6.1.0" in page
+    assert "this run took 3 min 10 s with the harness" in page
     assert "| informer start-up, list (pages of 500) to synced | 0.412 s |" in page
     assert "88.0 MiB (50.0 MiB baseline" in page
     assert "≈ 4.0 KB" in page
