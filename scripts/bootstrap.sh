@@ -37,7 +37,11 @@ stamp="$VENV/.deps-$(cat pyproject.toml constraints.txt 2>/dev/null | sha256sum 
 if [ ! -e "$stamp" ]; then
   say "installing dependencies into $VENV"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -c constraints.txt -e '.[dev]'
+  # The build backend's chatter (an editable-install notice) goes to a log; it is shown only if pip fails.
+  if ! "$VENV/bin/python" -m pip install --quiet -c constraints.txt -e '.[dev]' 2> "$VENV/pip-install.log"; then
+    cat "$VENV/pip-install.log" >&2
+    exit 1
+  fi
   rm -f "$VENV"/.deps-* && touch "$stamp"
 fi
 
