@@ -282,18 +282,21 @@ async def test_local_policy_follows_endpoints_and_vmis(
 
         await eventually(moved)
         await nodes.set_vmi_status(c, "lb-n2", ips=NODE_IPS["lb-n2"])
+
+    async def dual_stack_again() -> bool:  # one slice per family; the VM stays on the node it moved to
+        return [address for address, _ in await endpoint_ips()] == ["10.20.0.2", "fd00:20::2"]
+
+    await eventually(dual_stack_again)
     # A slice deleted by someone else comes back.
-    [gone] = (
+    slices = (
         await parent_client.list_all(
             ENDPOINTSLICES, cluster.parent_namespace, label_selector=f"kubernetes.io/service-name={parent_name}"
         )
     ).items
+    assert sorted(s["addressType"] for s in slices) == ["IPv4", "IPv6"]
+    [gone] = [s for s in slices if s["addressType"] == "IPv4"]
     await parent_client.delete(ENDPOINTSLICES, gone["metadata"]["name"], cluster.parent_namespace)
-
-    async def restored() -> bool:
-        return len(await endpoint_ips()) == 2
-
-    await eventually(restored)
+    await eventually(dual_stack_again)
     await delete_and_wait(tenant_client, tenant_ns, "local")
 
 
