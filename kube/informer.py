@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from kube.client import Client, Object
 from kube.errors import ApiError, Gone, error_from_response
+from kube.ratelimit import retry_backoff
 from kube.resources import Resource
 
 log = logging.getLogger(__name__)
@@ -142,10 +143,12 @@ def retry_delay(failures: int, error: ApiError, settings: InformerSettings) -> f
     A server that says when to come back (429 while a restarted apiserver's watch cache initialises, 503 with
     Retry-After) is believed, up to the cap; otherwise exponential backoff with jitter.
     """
-    if error.retry_after is not None and error.retry_after > 0:
-        return min(settings.backoff_cap, error.retry_after) + random.uniform(0, settings.backoff_base)  # noqa: S311
-    delay = min(settings.backoff_cap, settings.backoff_base * 2 ** min(failures, 16))
-    return random.uniform(delay / 2, delay)  # noqa: S311 - jitter, not cryptography
+    told = error.retry_after or None  # Retry-After: 0 is no hint; back off as for any other failure
+    delay = retry_backoff(
+        failures, told, base=settings.backoff_base, cap=settings.backoff_cap, retry_after_cap=settings.backoff_cap
+    )
+    # Every informer of a restarted apiserver hears the same Retry-After; jitter keeps them from coming back in step.
+    return delay + random.uniform(0, settings.backoff_base) if told else delay  # noqa: S311
 
 
 class Informer:

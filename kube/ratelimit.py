@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import time
 from collections.abc import Callable, Hashable
 from typing import Protocol
@@ -149,3 +150,13 @@ class MaxOfRateLimiter:
 def default_controller_rate_limiter() -> MaxOfRateLimiter:
     """Per-item exponential backoff from 5 ms to 300 s, and at most 10 retries/s (burst 100) overall."""
     return MaxOfRateLimiter(ItemExponentialRateLimiter(0.005, 300.0), BucketRateLimiter(10.0, 100))
+
+
+def retry_backoff(attempt: int, retry_after: float | None, *, base: float, cap: float, retry_after_cap: float) -> float:
+    """Seconds to wait before retry `attempt`: the server's Retry-After when it sent one (up to
+    `retry_after_cap`), else `base * 2**attempt` up to `cap`, jittered between half and all of it."""
+    if retry_after is not None:
+        return min(retry_after, retry_after_cap)
+    # Past 2**1000 the delay is capped anyway; bounding the exponent keeps the float from overflowing.
+    ceiling = min(cap, base * 2.0 ** min(attempt, 1000))
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography

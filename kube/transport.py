@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -16,7 +15,7 @@ import aiohttp
 
 from kube.config import ClusterConfig
 from kube.errors import ApiError, ConnectionFailed, ServerTimeout, TooManyRequests, error_from_response
-from kube.ratelimit import TokenBucket
+from kube.ratelimit import TokenBucket, retry_backoff
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +72,14 @@ class Transport:
         return headers
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(retry_after, self.settings.retry_after_cap)
-        ceiling = min(self.settings.backoff_cap, self.settings.backoff_base * 2**attempt)
-        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography
+        settings = self.settings
+        return retry_backoff(
+            attempt,
+            retry_after,
+            base=settings.backoff_base,
+            cap=settings.backoff_cap,
+            retry_after_cap=settings.retry_after_cap,
+        )
 
     async def request(
         self,
