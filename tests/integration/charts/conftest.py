@@ -128,10 +128,19 @@ def our_service(cluster: harness.Cluster, name: str | None = None, **spec: Any) 
 
 
 @pytest.fixture(scope="package")
-async def as_tenant(cluster: harness.Cluster, sa_kubeconfig: Path) -> AsyncIterator[Client]:
+async def as_tenant(cluster: harness.Cluster, sa_kubeconfig: Path, parent_client: Client) -> AsyncIterator[Client]:
     """Our client as the chart's ServiceAccount, once its RBAC and policies are in force."""
     async with Client.from_config(from_kubeconfig(sa_kubeconfig), "tenant-cloud-ccm") as client:
         ns = cluster.parent_namespace
+        # The apiserver loads each policy on its own; the ownership policy guards deletes and is applied last.
+        probe = await parent_client.create(SERVICES, our_service(cluster, labels={CLUSTER_LABEL: "probe"}), ns)
+
+        async def owned_only() -> bool:
+            try:
+                await client.delete(SERVICES, probe["metadata"]["name"], ns, dry_run=True)
+            except ApiError as error:
+                return "ValidatingAdmissionPolicy" in error.message
+            return False
 
         async def enforced() -> bool:
             unlabeled = our_service(cluster, labels={})
@@ -148,6 +157,10 @@ async def as_tenant(cluster: harness.Cluster, sa_kubeconfig: Path) -> AsyncItera
                 return False
             return True
 
-        await until(enforced)
-        await until(allowed)
+        try:
+            await until(enforced)
+            await until(allowed)
+            await until(owned_only)
+        finally:
+            await parent_client.delete(SERVICES, probe["metadata"]["name"], ns)
         yield client
